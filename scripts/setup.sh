@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the demo and the test suite need on a fresh Debian machine, then builds.
+# Idempotent: a second run only checks. Needs root (or sudo) for apt-get when a package is missing.
+set -euo pipefail
+
+# Debian packages: real tools the tests use as oracles and peers.
+#   mtools dosfstools      read back FAT parameter images (mdir, mtype, mlabel, fsck.fat)
+#   xorriso                ISO oracle (-report_el_torito)
+#   isolinux syslinux-common grub-efi-amd64-bin grub-common   BIOS and UEFI boot loaders for boot ISOs
+#   qemu-system-x86 ovmf busybox-static cpio                   QEMU boot tests (SeaBIOS and OVMF)
+#   samba smbclient        the real-share fidelity test
+#   postgresql             the PostgreSQL store backend tests
+#   python3-venv           compatibility tests with python-scciclient and grpcio
+PKGS=(mtools dosfstools xorriso isolinux syslinux-common grub-efi-amd64-bin grub-common
+      qemu-system-x86 ovmf busybox-static cpio samba smbclient postgresql python3-venv
+      ca-certificates curl)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    SUDO=""
+    [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+    echo "setup: installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 1; }

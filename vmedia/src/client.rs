@@ -1,0 +1,1 @@
+//! gRPC client plumbing shared by the coordinator-facing subcommands (placeholder).

@@ -1,0 +1,93 @@
+//! `vmedia`: the operator's command-line tool.
+//!
+//! - `vmedia node|share|watch ...` talk gRPC to the coordinator (`--coordinator ADDR` or
+//!   `VMEDIA_COORDINATOR`).
+//! - `vmedia bmc ...` talks to one iRMC directly (SCCI + Redfish), no coordinator needed.
+//! - `vmedia media ...` builds boot media locally (parameter images, boot ISOs).
+//! - `vmedia demo` runs the whole system on this machine and deploys a simulated fleet.
+//!
+//! Each subcommand lives in its own module; this file only parses and dispatches.
+
+mod bmc;
+mod client;
+mod demo;
+mod media;
+mod node;
+mod share;
+mod watch;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "vmedia", version, about = "Operate a fleet of iRMC servers provisioned through virtual media")]
+struct Cli {
+    /// Coordinator gRPC address, e.g. http://127.0.0.1:50051
+    #[arg(long, global = true, env = "VMEDIA_COORDINATOR", default_value = "http://127.0.0.1:50051")]
+    coordinator: String,
+
+    /// Log filter (tracing env-filter syntax); logs go to stderr
+    #[arg(long, global = true, env = "VMEDIA_LOG", default_value = "warn")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enroll, inspect and provision nodes
+    #[command(subcommand)]
+    Node(node::NodeCommand),
+    /// Share agents: list, drain, undrain
+    #[command(subcommand)]
+    Share(share::ShareCommand),
+    /// Stream node events (state changes, progress, errors)
+    Watch(watch::WatchArgs),
+    /// Talk to one iRMC directly
+    #[command(subcommand)]
+    Bmc(bmc::BmcCommand),
+    /// Build boot media locally
+    #[command(subcommand)]
+    Media(media::MediaCommand),
+    /// Run the whole system on this machine and deploy a simulated fleet
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vmedia: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Node(cmd) => node::run(&cli.coordinator, cmd).await,
+            Command::Share(cmd) => share::run(&cli.coordinator, cmd).await,
+            Command::Watch(args) => watch::run(&cli.coordinator, args).await,
+            Command::Bmc(cmd) => bmc::run(cmd).await,
+            Command::Media(cmd) => media::run(cmd).await,
+            Command::Demo(args) => demo::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // One line, with the chain of causes: operators grep for it.
+            eprintln!("vmedia: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
