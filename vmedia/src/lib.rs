@@ -1,0 +1,7 @@
+//! Library side of the `vmedia` CLI: the pieces that other programs and the end-to-end
+//! tests reuse.
+//!
+//! - [`fleet`]: start a whole system (coordinator, share agents, simulated iRMCs) as real
+//!   processes on this machine, and take parts of it down again.
+
+pub mod fleet;
