@@ -1,6 +1,723 @@
-//! `vmedia bmc`: placeholder until the iRMC client lands.
-#[derive(clap::Subcommand)]
-pub enum BmcCommand {}
-pub async fn run(cmd: BmcCommand) -> anyhow::Result<std::process::ExitCode> {
-    match cmd {}
+//! `vmedia bmc`: talk to one iRMC directly (SCCI + Redfish), no coordinator.
+//!
+//! - `info`: model, firmware, virtual floppy support, power state.
+//! - `power on|off|reset|cycle|soft-off|soft-reboot|nmi|status`.
+//! - `media attach-cd|detach-cd|attach-fd|detach-fd|attach-hd|detach-hd`.
+//! - `boot cd|hdd|pxe [--persistent] [--uefi|--legacy]` (Redfish override).
+//!
+//! Every subcommand takes the same connection flags ([`BmcConnArgs`]).
+//! Passwords can come from a file (`--password-file`, `--share-password-file`)
+//! so they need not sit in shell history; they are never printed.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use irmc::{
+    AuthMethod, BmcConfig, BootMode, BootPersistence, BootTarget, IrmcClient, MediaKind,
+    MediaLocation, PowerAction, Scheme, Secret, ShareType, TlsVerify,
+};
+
+/// `vmedia bmc ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum BmcCommand {
+    /// Show model, firmware, virtual floppy support and power state
+    Info {
+        #[command(flatten)]
+        conn: BmcConnArgs,
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
+    },
+    /// Power actions (SCCI) and power status (Redfish)
+    Power {
+        /// What to do
+        #[arg(value_enum)]
+        action: PowerArg,
+        #[command(flatten)]
+        conn: BmcConnArgs,
+    },
+    /// Attach or detach virtual media (the iRMC reads it from an NFS/CIFS share)
+    #[command(subcommand)]
+    Media(MediaCommand),
+    /// Set the boot source override (Redfish)
+    Boot {
+        /// Boot target
+        #[arg(value_enum)]
+        target: BootArg,
+        /// Keep the override for every boot (default: next boot only)
+        #[arg(long)]
+        persistent: bool,
+        /// UEFI boot mode (default)
+        #[arg(long, conflicts_with = "legacy")]
+        uefi: bool,
+        /// Legacy BIOS boot mode
+        #[arg(long)]
+        legacy: bool,
+        #[command(flatten)]
+        conn: BmcConnArgs,
+    },
+}
+
+/// `vmedia bmc power <action>`
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PowerArg {
+    /// Power on
+    On,
+    /// Hard power off
+    Off,
+    /// Hard reset
+    Reset,
+    /// Power cycle
+    Cycle,
+    /// Graceful shutdown (needs the ServerView agent in the OS)
+    SoftOff,
+    /// Graceful reboot (needs the ServerView agent in the OS)
+    SoftReboot,
+    /// Pulse NMI
+    Nmi,
+    /// Print the power state
+    Status,
+}
+
+/// `vmedia bmc boot <target>`
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BootArg {
+    /// The remote (virtual) CD
+    Cd,
+    /// The local disk
+    Hdd,
+    /// The network
+    Pxe,
+}
+
+/// `vmedia bmc media ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum MediaCommand {
+    /// Point the virtual CD at an ISO on a share and connect it
+    AttachCd(AttachArgs),
+    /// Disconnect the virtual CD (skipped when it was never configured)
+    DetachCd(DetachArgs),
+    /// Point the virtual floppy at an image on a share and connect it
+    AttachFd(AttachArgs),
+    /// Disconnect the virtual floppy
+    DetachFd(DetachArgs),
+    /// Point the virtual hard disk at an image on a share and connect it
+    AttachHd(AttachArgs),
+    /// Disconnect the virtual hard disk
+    DetachHd(DetachArgs),
+}
+
+/// Connection flags shared by every `vmedia bmc` subcommand.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BmcConnArgs {
+    /// iRMC address (irmc_address)
+    #[arg(long)]
+    pub address: String,
+    /// iRMC user (irmc_username)
+    #[arg(long)]
+    pub username: String,
+    /// iRMC password (irmc_password); prefer --password-file
+    #[arg(
+        long,
+        conflicts_with = "password_file",
+        required_unless_present = "password_file"
+    )]
+    pub password: Option<String>,
+    /// File holding the iRMC password (one line)
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// 443 (https) or 80 (http) on a real iRMC; any port is accepted for testing
+    #[arg(long, default_value_t = 443)]
+    pub port: u16,
+    /// HTTP authentication (irmc_auth_method)
+    #[arg(long, value_enum, default_value_t = AuthArg::Basic)]
+    pub auth: AuthArg,
+    /// Force plain http (default: http only on port 80)
+    #[arg(long)]
+    pub http: bool,
+    /// Verify the iRMC certificate against this CA file (default: system roots)
+    #[arg(long, conflicts_with = "insecure")]
+    pub ca: Option<PathBuf>,
+    /// Do not verify the iRMC certificate
+    #[arg(long)]
+    pub insecure: bool,
+    /// Request timeout in seconds (irmc_client_timeout)
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+}
+
+/// `--auth`
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthArg {
+    /// HTTP Basic
+    Basic,
+    /// HTTP Digest
+    Digest,
+}
+
+/// `--share-type`
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShareTypeArg {
+    /// CIFS/SMB share
+    Cifs,
+    /// NFS export
+    Nfs,
+}
+
+/// `vmedia bmc media attach-*`
+#[derive(Debug, clap::Args)]
+pub struct AttachArgs {
+    #[command(flatten)]
+    pub conn: BmcConnArgs,
+    /// Image server address as the iRMC sees it
+    #[arg(long)]
+    pub server: String,
+    /// Share protocol
+    #[arg(long, value_enum, default_value_t = ShareTypeArg::Cifs)]
+    pub share_type: ShareTypeArg,
+    /// CIFS share name or NFS export path
+    #[arg(long)]
+    pub share_name: String,
+    /// Image path relative to the share
+    #[arg(long)]
+    pub image: String,
+    /// Share user (CIFS)
+    #[arg(long, default_value = "")]
+    pub share_user: String,
+    /// Share password (CIFS); prefer --share-password-file
+    #[arg(long, conflicts_with = "share_password_file")]
+    pub share_password: Option<String>,
+    /// File holding the share password (one line)
+    #[arg(long)]
+    pub share_password_file: Option<PathBuf>,
+    /// Share user domain (CIFS)
+    #[arg(long, default_value = "")]
+    pub share_domain: String,
+}
+
+/// `vmedia bmc media detach-*`
+#[derive(Debug, clap::Args)]
+pub struct DetachArgs {
+    #[command(flatten)]
+    pub conn: BmcConnArgs,
+}
+
+/// Reads a password file: its first line, without the line ending.
+fn read_secret_file(path: &Path, what: &str) -> anyhow::Result<Secret> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {what} file {}", path.display()))?;
+    let line = text.lines().next().unwrap_or_default();
+    Ok(Secret::new(line))
+}
+
+impl BmcConnArgs {
+    /// The library config these flags describe.
+    pub fn to_config(&self) -> anyhow::Result<BmcConfig> {
+        let password = match (&self.password, &self.password_file) {
+            (Some(p), _) => Secret::new(p.clone()),
+            (None, Some(f)) => read_secret_file(f, "--password-file")?,
+            (None, None) => anyhow::bail!("one of --password or --password-file is required"),
+        };
+        if self.timeout == 0 {
+            anyhow::bail!("--timeout must be greater than 0");
+        }
+        let mut cfg = BmcConfig::new(self.address.clone(), self.username.clone(), password);
+        cfg.port = self.port;
+        cfg.scheme = if self.http {
+            Scheme::Http
+        } else {
+            Scheme::for_port(self.port)
+        };
+        cfg.auth = match self.auth {
+            AuthArg::Basic => AuthMethod::Basic,
+            AuthArg::Digest => AuthMethod::Digest,
+        };
+        cfg.timeout = Duration::from_secs(self.timeout);
+        cfg.verify = match (&self.ca, self.insecure) {
+            (Some(ca), _) => TlsVerify::CaFile(ca.clone()),
+            (None, true) => TlsVerify::Insecure,
+            (None, false) => TlsVerify::System,
+        };
+        Ok(cfg)
+    }
+
+    fn client(&self) -> anyhow::Result<IrmcClient> {
+        Ok(IrmcClient::new(self.to_config()?)?)
+    }
+}
+
+impl AttachArgs {
+    fn location(&self) -> anyhow::Result<MediaLocation> {
+        let password = match (&self.share_password, &self.share_password_file) {
+            (Some(p), _) => Secret::new(p.clone()),
+            (None, Some(f)) => read_secret_file(f, "--share-password-file")?,
+            (None, None) => Secret::default(),
+        };
+        Ok(MediaLocation {
+            server: self.server.clone(),
+            share_type: match self.share_type {
+                ShareTypeArg::Cifs => ShareType::Cifs,
+                ShareTypeArg::Nfs => ShareType::Nfs,
+            },
+            share_name: self.share_name.clone(),
+            image_name: self.image.clone(),
+            user_name: self.share_user.clone(),
+            password,
+            domain: self.share_domain.clone(),
+        })
+    }
+}
+
+/// Runs one `vmedia bmc` command. Errors are one line each (the caller
+/// prints them); exit status 0 on success.
+pub async fn run(cmd: BmcCommand) -> anyhow::Result<ExitCode> {
+    // Buffered so the future stays Send and output appears whole.
+    let mut buf = Vec::new();
+    let result = run_to(cmd, &mut buf).await;
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&buf)?;
+    stdout.flush()?;
+    result
+}
+
+async fn run_to(
+    cmd: BmcCommand,
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BmcCommand::Info { conn, json } => {
+            let client = conn.client()?;
+            let report = client.report().await?;
+            // Power state comes from Redfish, which some firmware lacks:
+            // report it as unknown rather than failing the whole command.
+            let power = match client.power_state().await {
+                Ok(p) => p.to_string(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "power state unavailable");
+                    "unknown".to_owned()
+                }
+            };
+            if json {
+                let v = serde_json::json!({
+                    "address": conn.address,
+                    "model": report.model,
+                    "firmware": report.firmware,
+                    "virtual_floppy": report.has_virtual_fd,
+                    "memory_mb": report.memory_mb,
+                    "cpu_cores": report.cpu_cores,
+                    "power_state": power,
+                });
+                writeln!(out, "{v}")?;
+            } else {
+                writeln!(out, "address:         {}", conn.address)?;
+                writeln!(out, "model:           {}", report.model)?;
+                writeln!(out, "firmware:        {}", report.firmware)?;
+                writeln!(
+                    out,
+                    "virtual floppy:  {}",
+                    if report.has_virtual_fd { "yes" } else { "no" }
+                )?;
+                writeln!(out, "memory:          {} MB", report.memory_mb)?;
+                writeln!(out, "cpu cores:       {}", report.cpu_cores)?;
+                writeln!(out, "power state:     {power}")?;
+            }
+        }
+        BmcCommand::Power { action, conn } => {
+            let client = conn.client()?;
+            let action = match action {
+                PowerArg::Status => {
+                    writeln!(out, "{}", client.power_state().await?)?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                PowerArg::On => PowerAction::On,
+                PowerArg::Off => PowerAction::Off,
+                PowerArg::Reset => PowerAction::Reset,
+                PowerArg::Cycle => PowerAction::Cycle,
+                PowerArg::SoftOff => PowerAction::SoftOff,
+                PowerArg::SoftReboot => PowerAction::SoftReboot,
+                PowerArg::Nmi => PowerAction::Nmi,
+            };
+            client.power(action).await?;
+            writeln!(out, "power {action:?}: done")?;
+        }
+        BmcCommand::Media(m) => {
+            let (kind, attach, conn) = match &m {
+                MediaCommand::AttachCd(a) => (MediaKind::Cd, Some(a), &a.conn),
+                MediaCommand::AttachFd(a) => (MediaKind::Fd, Some(a), &a.conn),
+                MediaCommand::AttachHd(a) => (MediaKind::Hd, Some(a), &a.conn),
+                MediaCommand::DetachCd(d) => (MediaKind::Cd, None, &d.conn),
+                MediaCommand::DetachFd(d) => (MediaKind::Fd, None, &d.conn),
+                MediaCommand::DetachHd(d) => (MediaKind::Hd, None, &d.conn),
+            };
+            let client = conn.client()?;
+            match attach {
+                Some(a) => {
+                    client.attach(kind, &a.location()?).await?;
+                    writeln!(out, "{}: done", kind.insert_operation())?;
+                }
+                None => {
+                    client.detach(kind).await?;
+                    writeln!(out, "{}: done", kind.eject_operation())?;
+                }
+            }
+        }
+        BmcCommand::Boot {
+            target,
+            persistent,
+            uefi: _,
+            legacy,
+            conn,
+        } => {
+            let client = conn.client()?;
+            let target = match target {
+                BootArg::Cd => BootTarget::Cd,
+                BootArg::Hdd => BootTarget::Hdd,
+                BootArg::Pxe => BootTarget::Pxe,
+            };
+            let persistence = if persistent {
+                BootPersistence::Continuous
+            } else {
+                BootPersistence::Once
+            };
+            let mode = if legacy {
+                BootMode::Legacy
+            } else {
+                BootMode::Uefi
+            };
+            client.set_boot_override(target, persistence, mode).await?;
+            writeln!(
+                out,
+                "boot override: {} {} {}",
+                target.as_str(),
+                persistence.as_str(),
+                mode.as_str()
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Runs the commands against a tiny scripted HTTP server on 127.0.0.1:0.
+    use super::*;
+    use clap::Parser;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[derive(Parser)]
+    struct TestCli {
+        #[command(subcommand)]
+        cmd: BmcCommand,
+    }
+
+    type Seen = Arc<Mutex<Vec<String>>>;
+
+    /// Serves `routes` (path prefix -> (status, body)); records request heads+bodies.
+    async fn serve(routes: Vec<(&'static str, u16, String)>) -> (u16, Seen) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen: Seen = Arc::default();
+        let seen2 = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let routes = routes.clone();
+                let seen = seen2.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut tmp = [0u8; 4096];
+                    // Read the head, then Content-Length bytes of body.
+                    loop {
+                        let n = sock.read(&mut tmp).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&tmp[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_string();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let len = text[..end]
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse::<usize>().unwrap())
+                                })
+                                .unwrap_or(0);
+                            if buf.len() >= end + 4 + len {
+                                break;
+                            }
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let path = text.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    seen.lock().unwrap().push(text);
+                    let (status, body) = routes
+                        .iter()
+                        .find(|(p, _, _)| path.starts_with(p))
+                        .map(|(_, s, b)| (*s, b.clone()))
+                        .unwrap_or((404, String::new()));
+                    let resp = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        (port, seen)
+    }
+
+    fn parse<S: AsRef<str>>(args: &[S]) -> BmcCommand {
+        let mut v = vec!["t".to_owned()];
+        v.extend(args.iter().map(|a| a.as_ref().to_owned()));
+        TestCli::try_parse_from(v).unwrap().cmd
+    }
+
+    const OK: &str = "<Status><Value>0</Value><Severity>Information</Severity><Message>No Error</Message></Status>";
+
+    fn report(model: &str, fw: &str) -> String {
+        irmc::wire::build_report(&irmc::Report {
+            model: model.into(),
+            firmware: fw.into(),
+            memory_mb: 8192,
+            cpu_cores: 16,
+            has_virtual_fd: false,
+        })
+    }
+
+    #[tokio::test]
+    async fn info_json_and_text() {
+        let (port, _) = serve(vec![
+            ("/report.xml", 200, report("iRMC S4", "7.65F")),
+            (
+                "/redfish/v1/Systems/0",
+                200,
+                r#"{"PowerState":"On"}"#.into(),
+            ),
+        ])
+        .await;
+        let port_s = port.to_string();
+        let conn = [
+            "--address",
+            "127.0.0.1",
+            "--username",
+            "admin",
+            "--password",
+            "pw",
+            "--port",
+            &port_s,
+            "--http",
+        ];
+        let mut args = vec!["info", "--json"];
+        args.extend_from_slice(&conn);
+        let mut out = Vec::new();
+        let code = run_to(parse(&args), &mut out).await.unwrap();
+        assert_eq!(code, ExitCode::SUCCESS);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["model"], "iRMC S4");
+        assert_eq!(v["firmware"], "7.65F");
+        assert_eq!(v["virtual_floppy"], true);
+        assert_eq!(v["power_state"], "On");
+
+        let mut args = vec!["info"];
+        args.extend_from_slice(&conn);
+        let mut out = Vec::new();
+        run_to(parse(&args), &mut out).await.unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("virtual floppy:  yes"), "{text}");
+        assert!(!text.contains("pw"));
+    }
+
+    #[tokio::test]
+    async fn info_without_management_controllers_is_one_line_error() {
+        let (port, _) = serve(vec![(
+            "/report.xml",
+            200,
+            "<?xml version=\"1.0\"?><Root><System><Memory><Installed>1</Installed></Memory></System></Root>".into(),
+        )])
+        .await;
+        let port_s = port.to_string();
+        let cmd = parse(&[
+            "info",
+            "--address",
+            "127.0.0.1",
+            "--username",
+            "u",
+            "--password",
+            "sekret",
+            "--port",
+            &port_s,
+            "--http",
+        ]);
+        let err = run_to(cmd, &mut Vec::new()).await.unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(!msg.contains('\n'), "{msg}");
+        assert!(msg.contains("ManagementControllers"), "{msg}");
+        assert!(msg.contains("127.0.0.1"), "{msg}");
+        assert!(!msg.contains("sekret"));
+    }
+
+    #[tokio::test]
+    async fn power_media_boot_send_the_right_requests() {
+        let dump = "<CMDSEQ><CMD OE=\"1A60\"><DATA>10.0.0.1</DATA></CMD><CMD OE=\"1A65\"><DATA>s</DATA></CMD><CMD OE=\"1A66\"><DATA>i.iso</DATA></CMD></CMDSEQ>";
+        let (port, seen) = serve(vec![
+            ("/config", 200, OK.into()),
+            ("/iRMC_Settings.pre", 200, dump.into()),
+            (
+                "/redfish/v1/Systems/0",
+                200,
+                r#"{"PowerState":"Off"}"#.into(),
+            ),
+        ])
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, "file-pw\n").unwrap();
+        let sharepw = dir.path().join("spw");
+        std::fs::write(&sharepw, "sh<are&pw\n").unwrap();
+        let port_s = port.to_string();
+        let pw = pwfile.to_str().unwrap();
+        let conn = vec![
+            "--address",
+            "127.0.0.1",
+            "--username",
+            "admin",
+            "--password-file",
+            pw,
+            "--port",
+            &port_s,
+            "--http",
+        ];
+        let with = |head: &[&str]| -> Vec<String> {
+            head.iter()
+                .chain(conn.iter())
+                .map(|s| (*s).to_owned())
+                .collect()
+        };
+        let mut out = Vec::new();
+        run_to(parse(&with(&["power", "cycle"])), &mut out)
+            .await
+            .unwrap();
+        run_to(parse(&with(&["power", "status"])), &mut out)
+            .await
+            .unwrap();
+        let spw = sharepw.to_str().unwrap();
+        run_to(
+            parse(&with(&[
+                "media",
+                "attach-cd",
+                "--server",
+                "10.0.0.1",
+                "--share-type",
+                "nfs",
+                "--share-name",
+                "/export",
+                "--image",
+                "d.iso",
+                "--share-user",
+                "su",
+                "--share-password-file",
+                spw,
+            ])),
+            &mut out,
+        )
+        .await
+        .unwrap();
+        run_to(parse(&with(&["media", "detach-cd"])), &mut out)
+            .await
+            .unwrap();
+        run_to(parse(&with(&["media", "detach-fd"])), &mut out)
+            .await
+            .unwrap();
+        run_to(
+            parse(&with(&["boot", "cd", "--legacy", "--persistent"])),
+            &mut out,
+        )
+        .await
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Off\n"), "{text}");
+
+        let seen = seen.lock().unwrap().clone();
+        let all = seen.join("\n----\n");
+        assert!(seen[0].contains("OC=\"PowerOffOnCabinet\""), "{all}");
+        // Basic auth with the password from the file (admin:file-pw).
+        assert!(seen[0].contains("Basic YWRtaW46ZmlsZS1wdw=="), "{all}");
+        assert!(
+            seen[2].contains("<DATA Type=\"xsd::string\" Encrypted=\"0\">sh&lt;are&amp;pw</DATA>"),
+            "{all}"
+        );
+        assert!(
+            seen[2].contains(
+                "OE=\"1A64\" OI=\"0\" Type=\"SET\">\n    <DATA Type=\"xsd::integer\">0</DATA>"
+            ),
+            "{all}"
+        );
+        assert!(seen[3].contains("OC=\"ConnectRemoteCdImage\""), "{all}");
+        // detach-cd: dump then disconnect; detach-fd: dump only (FD not configured).
+        assert!(
+            seen[4].starts_with("GET /iRMC_Settings.pre?P45=1&SAVE_DATA=1"),
+            "{all}"
+        );
+        assert!(
+            seen[5].contains("<DATA Type=\"xsd::integer\">0</DATA>"),
+            "{all}"
+        );
+        assert!(seen[6].starts_with("GET /iRMC_Settings.pre"), "{all}");
+        assert!(seen[7].starts_with("PATCH /redfish/v1/Systems/0"), "{all}");
+        assert!(seen[7].contains(r#""BootSourceOverrideEnabled":"Continuous","BootSourceOverrideMode":"Legacy","BootSourceOverrideTarget":"Cd""#), "{all}");
+        assert_eq!(seen.len(), 8, "{all}");
+    }
+
+    #[test]
+    fn flags_validate() {
+        // Password or password file is required; --ca and --insecure conflict.
+        assert!(
+            TestCli::try_parse_from(["t", "info", "--address", "a", "--username", "u"]).is_err()
+        );
+        assert!(
+            TestCli::try_parse_from([
+                "t",
+                "info",
+                "--address",
+                "a",
+                "--username",
+                "u",
+                "--password",
+                "p",
+                "--ca",
+                "x",
+                "--insecure"
+            ])
+            .is_err()
+        );
+        let BmcCommand::Info { conn, .. } = parse(&[
+            "info",
+            "--address",
+            "a",
+            "--username",
+            "u",
+            "--password",
+            "p",
+            "--auth",
+            "digest",
+            "--insecure",
+            "--port",
+            "80",
+        ]) else {
+            panic!()
+        };
+        let cfg = conn.to_config().unwrap();
+        assert_eq!(cfg.auth, AuthMethod::Digest);
+        assert_eq!(cfg.verify, TlsVerify::Insecure);
+        assert_eq!(cfg.scheme, Scheme::Http);
+        assert_eq!(format!("{cfg:?}").matches("******").count(), 1);
+        assert!(!format!("{cfg:?}").contains("\"p\""));
+    }
 }

@@ -1,0 +1,201 @@
+//! The crate's one error type.
+//!
+//! Every variant that comes from talking to a BMC carries a [`Ctx`]: the BMC
+//! address, the node (when known) and the operation, named as Ironic named it
+//! ("Inserting virtual cdrom", "set_power_state", ...), so an operator sees
+//! `iRMC Inserting virtual cdrom failed on 10.0.0.5 (node n1). Reason: ...`.
+//! No variant ever holds a password or a reply body (an iRMC may echo the
+//! request, password included, in its reply).
+
+use std::fmt;
+use std::time::Duration;
+
+/// Who and what failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ctx {
+    /// BMC address as configured (`irmc_address`).
+    pub bmc: String,
+    /// Node UUID or name, when the caller gave one.
+    pub node: Option<String>,
+    /// The operation, in Ironic's words.
+    pub operation: &'static str,
+}
+
+impl fmt::Display for Ctx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed on {}", self.operation, self.bmc)?;
+        if let Some(node) = &self.node {
+            write!(f, " (node {node})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Errors of the iRMC client.
+#[derive(Debug, thiserror::Error)]
+pub enum IrmcError {
+    /// A configuration value is invalid; `field` is the `driver_info` key.
+    #[error("invalid iRMC driver_info field {field}: {reason}")]
+    InvalidConfig {
+        /// The offending key, e.g. `irmc_port`.
+        field: &'static str,
+        /// What is wrong with it (never the value of a secret).
+        reason: String,
+    },
+    /// TCP/TLS connection could not be established; the request was not sent.
+    #[error("iRMC {ctx}. Reason: cannot connect: {reason}")]
+    Connect {
+        /// Context.
+        ctx: Ctx,
+        /// Transport detail.
+        reason: String,
+    },
+    /// The TLS handshake failed (untrusted or invalid certificate, protocol
+    /// mismatch). Not transient: retrying cannot fix it.
+    #[error(
+        "iRMC {ctx}. Reason: TLS handshake failed: {reason} (set irmc_verify_ca to the BMC's CA file, or false to opt out)"
+    )]
+    Tls {
+        /// Context.
+        ctx: Ctx,
+        /// rustls' reason.
+        reason: String,
+    },
+    /// No complete answer within `irmc_client_timeout`.
+    #[error("iRMC {ctx}. Reason: no answer within {}s (irmc_client_timeout)", after.as_secs_f64())]
+    Timeout {
+        /// Context.
+        ctx: Ctx,
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// Another transport failure after the request may have been sent
+    /// (connection reset, truncated body).
+    #[error("iRMC {ctx}. Reason: transport error: {reason}")]
+    Transport {
+        /// Context.
+        ctx: Ctx,
+        /// Transport detail.
+        reason: String,
+    },
+    /// Credentials rejected (HTTP 401 after authenticating).
+    #[error("iRMC {ctx}. Reason: authentication failed (HTTP 401) for user {user}")]
+    Unauthorized {
+        /// Context.
+        ctx: Ctx,
+        /// The user name that was rejected.
+        user: String,
+    },
+    /// The BMC answered with a redirect; redirects are never followed.
+    #[error("iRMC {ctx}. Reason: unexpected redirect HTTP {status} to {location:?}")]
+    Redirect {
+        /// Context.
+        ctx: Ctx,
+        /// 3xx status.
+        status: u16,
+        /// `Location` header, if any.
+        location: Option<String>,
+    },
+    /// Any other HTTP status outside 200/201/204.
+    #[error("iRMC {ctx}. Reason: HTTP PROTOCOL ERROR, STATUS CODE = {status}")]
+    Http {
+        /// Context.
+        ctx: Ctx,
+        /// The status code.
+        status: u16,
+    },
+    /// The SCCI reply carried a non-zero `Value`.
+    #[error(
+        "iRMC {ctx}. Reason: SCCI PROTOCOL ERROR, STATUS CODE = {value}, ERROR = {error}, MESSAGE = {message}"
+    )]
+    Scci {
+        /// Context.
+        ctx: Ctx,
+        /// `<Value>`.
+        value: i64,
+        /// `<Severity>` (may be empty).
+        severity: String,
+        /// `<Message>` (may be empty).
+        message: String,
+        /// `<Error>` text (may be empty).
+        error: String,
+    },
+    /// The reply could not be understood (not XML, truncated, missing element,
+    /// bad JSON). The body itself is never included.
+    #[error("iRMC {ctx}. Reason: malformed reply: {reason}")]
+    Malformed {
+        /// Context.
+        ctx: Ctx,
+        /// What was wrong.
+        reason: String,
+    },
+    /// `/report.xml` has no `System/ManagementControllers/iRMC` section.
+    #[error(
+        "iRMC {ctx}. Reason: report.xml has no System/ManagementControllers/iRMC section (not an iRMC, or firmware too old)"
+    )]
+    NoManagementController {
+        /// Context.
+        ctx: Ctx,
+    },
+    /// The BMC did not reach the wanted state within the limit.
+    #[error("iRMC {ctx}. Reason: power state still {last} after {}s (wanted {want})", limit.as_secs_f64())]
+    PollTimeout {
+        /// Context.
+        ctx: Ctx,
+        /// The wanted state.
+        want: String,
+        /// The last observed state.
+        last: String,
+        /// How long we polled.
+        limit: Duration,
+    },
+}
+
+impl IrmcError {
+    /// True for faults worth retrying later: connect errors, timeouts,
+    /// transport errors and HTTP 5xx. Never for 401/4xx, redirects, SCCI error
+    /// values, malformed replies or configuration errors.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Connect { .. } | Self::Timeout { .. } | Self::Transport { .. } => true,
+            Self::Http { status, .. } => (500..600).contains(status),
+            _ => false,
+        }
+    }
+
+    /// The context (BMC, node, operation), except for configuration errors.
+    pub fn ctx(&self) -> Option<&Ctx> {
+        match self {
+            Self::InvalidConfig { .. } => None,
+            Self::Connect { ctx, .. }
+            | Self::Tls { ctx, .. }
+            | Self::Timeout { ctx, .. }
+            | Self::Transport { ctx, .. }
+            | Self::Unauthorized { ctx, .. }
+            | Self::Redirect { ctx, .. }
+            | Self::Http { ctx, .. }
+            | Self::Scci { ctx, .. }
+            | Self::Malformed { ctx, .. }
+            | Self::NoManagementController { ctx }
+            | Self::PollTimeout { ctx, .. } => Some(ctx),
+        }
+    }
+
+    /// The BMC address, when the error came from a BMC.
+    pub fn bmc(&self) -> Option<&str> {
+        self.ctx().map(|c| c.bmc.as_str())
+    }
+
+    /// The operation that failed, when the error came from a BMC.
+    pub fn operation(&self) -> Option<&'static str> {
+        self.ctx().map(|c| c.operation)
+    }
+
+    /// The SCCI `Value`, when the BMC reported an SCCI error.
+    pub fn scci_value(&self) -> Option<i64> {
+        match self {
+            Self::Scci { value, .. } => Some(*value),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,876 @@
+//! Client behaviour against an in-test HTTP(S) server on 127.0.0.1:0:
+//! auth (Basic, Digest with nonce caching and stale nonces), retries,
+//! timeouts, redirects, malformed replies, TLS verification, and the exact
+//! request sequences of attach/detach/power/Redfish.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Reply, SCCI_OK, Seen, TestBmc, closed_port, start, start_tls};
+use irmc::{
+    AuthMethod, BmcConfig, BootMode, BootPersistence, BootTarget, IrmcClient, IrmcError, MediaKind,
+    MediaLocation, PowerAction, PowerState, ResetType, RetryPolicy, Scheme, Secret, ShareType,
+    TlsVerify,
+};
+use md5::{Digest as _, Md5};
+
+const REPORT_S4: &str = include_str!("fixtures/report-s4-7.65F-rx300s8.xml");
+const PASSWORD: &str = "s3cr&t<pw";
+
+fn client(bmc: &TestBmc) -> IrmcClient {
+    IrmcClient::new(bmc.config()).unwrap()
+}
+
+fn assert_no_secret(text: &str) {
+    assert!(!text.contains(PASSWORD), "password leaked: {text}");
+    assert!(!text.contains("share-pw"), "share password leaked: {text}");
+}
+
+// ---------------------------------------------------------------------------
+// Basic auth and SCCI
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn power_on_basic_auth_exact_request() {
+    let bmc = start(|_, _| Reply::ok(SCCI_OK)).await;
+    let c = client(&bmc);
+    c.power(PowerAction::On).await.unwrap();
+    let seen = bmc.seen();
+    assert_eq!(seen.len(), 1);
+    let r = &seen[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.uri, "/config");
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/x-www-form-urlencoded")
+    );
+    // admin:s3cr&t<pw
+    assert_eq!(
+        r.header("authorization").as_deref(),
+        Some("Basic YWRtaW46czNjciZ0PHB3")
+    );
+    assert_eq!(
+        r.body,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n<CMDSEQ>\n  <CMD Context=\"SCCI\" OC=\"PowerOnCabinet\" OE=\"0\" OI=\"0\" Type=\"SET\">\n  </CMD>\n</CMDSEQ>\n"
+    );
+    assert_eq!(c.requests_sent(), 1);
+    // Non-default port appears in the URL (the request reached us at all).
+    assert!(
+        c.config()
+            .base_url()
+            .ends_with(&format!(":{}", bmc.addr.port()))
+    );
+}
+
+#[tokio::test]
+async fn every_power_action_sends_its_opcode() {
+    let bmc = start(|_, _| Reply::ok(SCCI_OK)).await;
+    let c = client(&bmc);
+    let actions = [
+        (PowerAction::On, "PowerOnCabinet"),
+        (PowerAction::Off, "PowerOffCabinet"),
+        (PowerAction::Cycle, "PowerOffOnCabinet"),
+        (PowerAction::Reset, "ResetServer"),
+        (PowerAction::SoftOff, "RequestShutdownAndOff"),
+        (PowerAction::SoftReboot, "RequestShutdownAndReset"),
+        (PowerAction::Nmi, "RaiseNMI"),
+    ];
+    for (a, _) in actions {
+        c.power(a).await.unwrap();
+    }
+    let seen = bmc.seen();
+    for (i, (_, oc)) in actions.iter().enumerate() {
+        assert!(
+            seen[i].body.contains(&format!("OC=\"{oc}\"")),
+            "{}",
+            seen[i].body
+        );
+    }
+    assert_eq!(c.requests_sent(), 7);
+}
+
+#[tokio::test]
+async fn scci_error_value_is_typed_and_not_retried() {
+    let bmc = start(|_, _| {
+        Reply::ok("<Status><Value>31</Value><Severity>Error</Severity>\n<Message>Error 31 (Import of settings in WinSCU XML format failed) occurred</Message>\n<Error Context=\"SCCI\" OC=\"RequestShutdownAndOff\" OE=\"0\" OI=\"0\">ServerView Agent not connected</Error></Status>")
+    })
+    .await;
+    let c = client(&bmc);
+    let err = c.power(PowerAction::SoftOff).await.unwrap_err();
+    match &err {
+        IrmcError::Scci {
+            value,
+            error,
+            message,
+            ctx,
+            ..
+        } => {
+            assert_eq!(*value, 31);
+            assert_eq!(error, "ServerView Agent not connected");
+            assert!(message.contains("Error 31"));
+            assert_eq!(ctx.operation, "set_power_state");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!err.is_transient());
+    assert_eq!(err.scci_value(), Some(31));
+    let text = err.to_string();
+    assert!(
+        text.starts_with("iRMC set_power_state failed on 127.0.0.1 (node node-1). Reason: SCCI PROTOCOL ERROR, STATUS CODE = 31, ERROR = ServerView Agent not connected"),
+        "{text}"
+    );
+    assert!(!text.contains('\n'));
+    assert_eq!(bmc.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn malformed_replies_are_errors_without_the_body() {
+    // Each body echoes the password the way a real iRMC may echo a request.
+    let bodies = [
+        format!("<Status><Value>0</Value><Message>{PASSWORD}</Message>"),
+        format!("<Status><Value>5</Value><Message>bad {PASSWORD} & more</Message></Status>"),
+        format!("<html><body>{PASSWORD}</body></html>"),
+        String::new(),
+        format!("Value=0 {PASSWORD}"),
+        "\u{0}\u{1}garbage".to_owned(),
+    ];
+    for body in bodies {
+        let b2 = body.clone();
+        let bmc = start(move |_, _| Reply::ok(b2.clone())).await;
+        let c = client(&bmc);
+        let err = c.power(PowerAction::On).await.unwrap_err();
+        assert!(
+            matches!(err, IrmcError::Malformed { .. }),
+            "{body:?} -> {err:?}"
+        );
+        assert!(!err.is_transient());
+        assert_no_secret(&err.to_string());
+        assert_no_secret(&format!("{err:?}"));
+        assert_eq!(bmc.seen().len(), 1, "malformed replies are not retried");
+    }
+}
+
+#[tokio::test]
+async fn report_real_fixture_over_http() {
+    let bmc = start(|s, _| {
+        assert_eq!(s.uri, "/report.xml");
+        assert_eq!(s.method, "GET");
+        Reply::ok(REPORT_S4)
+    })
+    .await;
+    let r = client(&bmc).report().await.unwrap();
+    assert_eq!(
+        (
+            r.model.as_str(),
+            r.firmware.as_str(),
+            r.memory_mb,
+            r.cpu_cores,
+            r.has_virtual_fd
+        ),
+        ("iRMC S4", "7.65F", 8192, 16, true)
+    );
+}
+
+#[tokio::test]
+async fn report_without_management_controllers() {
+    let bmc = start(|_, _| {
+        Reply::ok("<?xml version=\"1.0\"?>\n<Root Schema=\"2\"><System><Memory><Installed>1024</Installed></Memory></System></Root>")
+    })
+    .await;
+    let err = client(&bmc).report().await.unwrap_err();
+    assert!(
+        matches!(err, IrmcError::NoManagementController { .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("ManagementControllers"), "{text}");
+    assert!(text.contains("127.0.0.1"), "{text}");
+    assert!(text.contains("node-1"), "{text}");
+}
+
+// ---------------------------------------------------------------------------
+// Virtual media
+// ---------------------------------------------------------------------------
+
+fn location() -> MediaLocation {
+    MediaLocation {
+        server: "10.0.0.9".into(),
+        share_type: ShareType::Cifs,
+        share_name: "images".into(),
+        image_name: "deploy-n1.iso".into(),
+        user_name: "shareuser".into(),
+        password: Secret::new("share-pw<&\""),
+        domain: "WORKGROUP".into(),
+    }
+}
+
+#[tokio::test]
+async fn attach_cd_is_two_posts_with_escaped_values() {
+    let bmc = start(|_, _| Reply::ok(SCCI_OK)).await;
+    let c = client(&bmc);
+    c.attach(MediaKind::Cd, &location()).await.unwrap();
+    let seen = bmc.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].body.matches("<CMD ").count(), 9);
+    assert!(seen[0].body.contains(
+        "OE=\"1A62\" OI=\"0\" Type=\"SET\">\n    <DATA Type=\"xsd::string\" Encrypted=\"0\">share-pw&lt;&amp;&quot;</DATA>"
+    ));
+    assert!(seen[0].body.contains(
+        "OE=\"1A63\" OI=\"0\" Type=\"SET\">\n    <DATA Type=\"xsd::string\">WORKGROUP</DATA>"
+    ));
+    // The server can parse what we sent and gets the password back intact.
+    let cmds = irmc::wire::parse_cmdseq(&seen[0].body).unwrap();
+    assert_eq!(
+        cmds.iter()
+            .find(|c| c.oe == 0x1A62)
+            .unwrap()
+            .data
+            .as_deref(),
+        Some("share-pw<&\"")
+    );
+    assert!(seen[1].body.contains("OC=\"ConnectRemoteCdImage\" OE=\"0\" OI=\"0\" Type=\"SET\">\n    <DATA Type=\"xsd::integer\">1</DATA>"));
+    assert_eq!(c.requests_sent(), 2);
+}
+
+#[tokio::test]
+async fn attach_error_names_the_ironic_operation() {
+    let bmc = start(|_, i| {
+        if i == 0 {
+            Reply::ok(SCCI_OK)
+        } else {
+            Reply::ok("<Status><Value>4</Value><Severity>Error</Severity><Message>Device busy</Message></Status>")
+        }
+    })
+    .await;
+    let err = client(&bmc)
+        .attach(MediaKind::Fd, &location())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("iRMC Inserting virtual floppy failed on 127.0.0.1 (node node-1). Reason: SCCI PROTOCOL ERROR, STATUS CODE = 4"),
+        "{text}"
+    );
+    assert_no_secret(&text);
+    assert_no_secret(&format!("{err:?}"));
+}
+
+fn dump(server: &str, share: &str, image: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CMDSEQ>\n<CMD Context=\"SCCI\" OC=\"ConfigSpace\" OE=\"1A60\" OI=\"0\" Type=\"SET\"><DATA Type=\"xsd::string\">{server}</DATA><STATUS>0</STATUS></CMD>\n<CMD Context=\"SCCI\" OC=\"ConfigSpace\" OE=\"1A65\" OI=\"0\" Type=\"SET\"><DATA Type=\"xsd::string\">{share}</DATA><STATUS>0</STATUS></CMD>\n<CMD Context=\"SCCI\" OC=\"ConfigSpace\" OE=\"1A66\" OI=\"0\" Type=\"SET\"><DATA Type=\"xsd::string\">{image}</DATA><STATUS>0</STATUS></CMD>\n<CMD Context=\"SCCI\" OC=\"ConfigSpace\" OE=\"1A50\" OI=\"0\" Type=\"SET\"><DATA Type=\"xsd::string\"></DATA><STATUS>0</STATUS></CMD>\n<CMD Context=\"SCCI\" OC=\"ConfigSpace\" OE=\"1A55\" OI=\"0\" Type=\"SET\"><DATA Type=\"xsd::string\"></DATA><STATUS>0</STATUS></CMD>\n<CMD Context=\"SCCI\" OC=\"ConfigSpace\" OE=\"1A56\" OI=\"0\" Type=\"SET\"><DATA Type=\"xsd::string\"></DATA><STATUS>0</STATUS></CMD>\n</CMDSEQ>\n"
+    )
+}
+
+#[tokio::test]
+async fn detach_checks_settings_and_skips_unconfigured_drive() {
+    let bmc = start(|s, _| {
+        if s.uri.starts_with("/iRMC_Settings.pre") {
+            Reply::ok(dump("10.0.0.9", "images", "deploy.iso"))
+        } else {
+            Reply::ok(SCCI_OK)
+        }
+    })
+    .await;
+    let c = client(&bmc);
+    assert!(c.eject(MediaKind::Cd).await.unwrap());
+    assert!(!c.eject(MediaKind::Fd).await.unwrap()); // FD is empty in the dump: no eject
+    c.detach(MediaKind::Hd).await.unwrap(); // HD absent from the dump: no eject
+    let seen = bmc.seen();
+    let summary: Vec<String> = seen
+        .iter()
+        .map(|s| format!("{} {}", s.method, s.uri))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "GET /iRMC_Settings.pre?P45=1&SAVE_DATA=1",
+            "POST /config",
+            "GET /iRMC_Settings.pre?P45=1&SAVE_DATA=1",
+            "GET /iRMC_Settings.pre?P45=1&SAVE_DATA=1",
+        ]
+    );
+    assert!(seen[1].body.contains("OC=\"ConnectRemoteCdImage\" OE=\"0\" OI=\"0\" Type=\"SET\">\n    <DATA Type=\"xsd::integer\">0</DATA>"));
+}
+
+#[tokio::test]
+async fn settings_read_back() {
+    let bmc = start(|_, _| Reply::ok(dump("srv", "sh", "img"))).await;
+    let s = client(&bmc).settings().await.unwrap();
+    assert_eq!(s.cd().server, "srv");
+    assert_eq!(s.cd().image_name, "img");
+    assert!(!s.fd().is_configured());
+}
+
+// ---------------------------------------------------------------------------
+// Digest
+// ---------------------------------------------------------------------------
+
+fn md5hex(s: &str) -> String {
+    hex::encode(Md5::digest(s.as_bytes()))
+}
+
+fn params(h: &str) -> BTreeMap<String, String> {
+    let rest = h.strip_prefix("Digest ").unwrap_or("");
+    let mut out = BTreeMap::new();
+    for part in rest.split(", ") {
+        if let Some((k, v)) = part.split_once('=') {
+            out.insert(k.to_owned(), v.trim_matches('"').to_owned());
+        }
+    }
+    out
+}
+
+/// A Digest server with nonce `current_nonce`: 401 unless the Authorization
+/// is right for `PASSWORD` (stale=true when only the nonce is outdated).
+fn digest_handler(
+    current_nonce: Arc<std::sync::Mutex<String>>,
+) -> impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static {
+    move |s, _| {
+        let nonce = current_nonce.lock().unwrap().clone();
+        let challenge = |stale: bool| {
+            Reply::status(401).header(
+                "WWW-Authenticate",
+                &format!(
+                    "Digest realm=\"iRMC@RX300\", qop=\"auth\", nonce=\"{nonce}\", opaque=\"op4que\", algorithm=MD5{}",
+                    if stale { ", stale=true" } else { "" }
+                ),
+            )
+        };
+        let Some(auth) = s.header("authorization") else {
+            return challenge(false);
+        };
+        let p = params(&auth);
+        let ha1 = md5hex(&format!("{}:iRMC@RX300:{PASSWORD}", p["username"]));
+        let ha2 = md5hex(&format!("{}:{}", s.method, p["uri"]));
+        let expect = md5hex(&format!(
+            "{ha1}:{}:{}:{}:auth:{ha2}",
+            p["nonce"], p["nc"], p["cnonce"]
+        ));
+        if p["uri"] != s.uri || p.get("opaque").map(String::as_str) != Some("op4que") {
+            return Reply::status(400);
+        }
+        if p["response"] != expect {
+            return challenge(false); // wrong credentials
+        }
+        if p["nonce"] != nonce {
+            return challenge(true); // right credentials, expired nonce
+        }
+        if s.uri == "/report.xml" {
+            Reply::ok(REPORT_S4)
+        } else {
+            Reply::ok(SCCI_OK)
+        }
+    }
+}
+
+#[tokio::test]
+async fn digest_flow_caches_nonce_and_handles_stale() {
+    let nonce = Arc::new(std::sync::Mutex::new("nonce-1".to_owned()));
+    let bmc = start(digest_handler(nonce.clone())).await;
+    let mut cfg = bmc.config();
+    cfg.auth = AuthMethod::Digest;
+    let c = IrmcClient::new(cfg).unwrap();
+
+    c.power(PowerAction::On).await.unwrap();
+    assert_eq!(
+        c.requests_sent(),
+        2,
+        "first request pays the 401 round trip"
+    );
+    c.report().await.unwrap();
+    assert_eq!(c.requests_sent(), 3, "cached nonce: no 401");
+    let seen = bmc.seen();
+    let p = params(&seen[2].header("authorization").unwrap());
+    assert_eq!(p["nc"], "00000002");
+    assert_eq!(p["qop"], "auth");
+    assert_eq!(p["algorithm"], "MD5");
+
+    // The BMC rotates its nonce: one stale 401, then success.
+    *nonce.lock().unwrap() = "nonce-2".to_owned();
+    c.power(PowerAction::Off).await.unwrap();
+    assert_eq!(c.requests_sent(), 5);
+    let seen = bmc.seen();
+    assert_eq!(seen[3].method, "POST");
+    assert_eq!(seen[4].method, "POST");
+    assert_eq!(
+        params(&seen[4].header("authorization").unwrap())["nonce"],
+        "nonce-2"
+    );
+    // Clones share the cache.
+    c.clone().power(PowerAction::On).await.unwrap();
+    assert_eq!(c.requests_sent(), 6);
+}
+
+#[tokio::test]
+async fn digest_wrong_password_is_unauthorized_and_not_retried() {
+    let nonce = Arc::new(std::sync::Mutex::new("n".to_owned()));
+    let bmc = start(digest_handler(nonce)).await;
+    let mut cfg = bmc.config();
+    cfg.auth = AuthMethod::Digest;
+    cfg.password = Secret::new("wrong-password");
+    let c = IrmcClient::new(cfg).unwrap();
+    let err = c.power(PowerAction::On).await.unwrap_err();
+    assert!(matches!(err, IrmcError::Unauthorized { .. }), "{err:?}");
+    assert!(!err.is_transient());
+    assert_eq!(bmc.seen().len(), 2);
+    let text = err.to_string();
+    assert!(text.contains("authentication failed"), "{text}");
+    assert!(text.contains("admin"), "{text}");
+    assert!(!text.contains("wrong-password"));
+}
+
+#[tokio::test]
+async fn digest_concurrent_requests_share_one_client() {
+    let nonce = Arc::new(std::sync::Mutex::new("n".to_owned()));
+    let bmc = start(digest_handler(nonce)).await;
+    let mut cfg = bmc.config();
+    cfg.auth = AuthMethod::Digest;
+    let c = IrmcClient::new(cfg).unwrap();
+    c.power(PowerAction::On).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move { c.power(PowerAction::On).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(c.requests_sent(), 18);
+}
+
+#[tokio::test]
+async fn basic_401_is_unauthorized_without_retry() {
+    let bmc =
+        start(|_, _| Reply::status(401).header("WWW-Authenticate", "Basic realm=\"iRMC\"")).await;
+    let c = client(&bmc);
+    let err = c.report().await.unwrap_err();
+    assert!(matches!(err, IrmcError::Unauthorized { .. }), "{err:?}");
+    assert_eq!(bmc.seen().len(), 1);
+    assert_no_secret(&err.to_string());
+}
+
+// ---------------------------------------------------------------------------
+// Retries, timeouts, redirects
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn retries_503_then_succeeds() {
+    let bmc = start(|_, i| {
+        if i < 2 {
+            Reply::status(503)
+        } else {
+            Reply::ok(SCCI_OK)
+        }
+    })
+    .await;
+    let c = client(&bmc);
+    // Even a non-idempotent power cycle: 503 means the BMC declined it.
+    c.power(PowerAction::Cycle).await.unwrap();
+    assert_eq!(bmc.seen().len(), 3);
+    assert_eq!(c.requests_sent(), 3);
+}
+
+#[tokio::test]
+async fn retries_500_only_for_idempotent_requests() {
+    let bmc = start(|_, _| Reply::status(500)).await;
+    let c = client(&bmc);
+    let err = c.power(PowerAction::Cycle).await.unwrap_err();
+    assert!(
+        matches!(err, IrmcError::Http { status: 500, .. }),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+    assert_eq!(bmc.seen().len(), 1, "power cycle must not be resent");
+
+    let err = c.report().await.unwrap_err();
+    assert!(matches!(err, IrmcError::Http { status: 500, .. }));
+    assert_eq!(bmc.seen().len(), 4, "GET retried up to 3 attempts");
+    assert!(err.to_string().contains("STATUS CODE = 500"));
+}
+
+#[tokio::test]
+async fn client_errors_are_not_retried() {
+    for status in [400u16, 403, 404, 405] {
+        let bmc = start(move |_, _| Reply::status(status)).await;
+        let err = client(&bmc).report().await.unwrap_err();
+        assert!(matches!(err, IrmcError::Http { status: s, .. } if s == status));
+        assert!(!err.is_transient());
+        assert_eq!(bmc.seen().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn redirect_is_an_error_and_not_followed() {
+    let bmc = start(|_, _| Reply::status(302).header("Location", "/login.html")).await;
+    let c = client(&bmc);
+    let err = c.power(PowerAction::On).await.unwrap_err();
+    match &err {
+        IrmcError::Redirect {
+            status, location, ..
+        } => {
+            assert_eq!(*status, 302);
+            assert_eq!(location.as_deref(), Some("/login.html"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(bmc.seen().len(), 1);
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn connect_errors_are_retried_even_for_power_cycle() {
+    let port = closed_port().await;
+    let mut cfg = BmcConfig::new("127.0.0.1", "admin", Secret::new(PASSWORD));
+    cfg.port = port;
+    cfg.scheme = Scheme::Http;
+    cfg.retry = RetryPolicy {
+        attempts: 3,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(2),
+    };
+    let c = IrmcClient::new(cfg).unwrap();
+    let err = c.power(PowerAction::Cycle).await.unwrap_err();
+    assert!(matches!(err, IrmcError::Connect { .. }), "{err:?}");
+    assert!(err.is_transient());
+    assert_eq!(c.requests_sent(), 3);
+    let text = err.to_string();
+    assert!(
+        text.starts_with("iRMC set_power_state failed on 127.0.0.1. Reason: cannot connect"),
+        "{text}"
+    );
+    assert_no_secret(&text);
+}
+
+#[tokio::test]
+async fn timeout_is_typed_and_non_idempotent_is_not_resent() {
+    let bmc = start(|_, _| Reply {
+        delay: Some(Duration::from_secs(5)),
+        ..Reply::ok(SCCI_OK)
+    })
+    .await;
+    let mut cfg = bmc.config();
+    cfg.timeout = Duration::from_millis(200);
+    let c = IrmcClient::new(cfg).unwrap();
+    let start_t = Instant::now();
+    let err = c.power(PowerAction::Reset).await.unwrap_err();
+    assert!(matches!(err, IrmcError::Timeout { .. }), "{err:?}");
+    assert!(err.is_transient());
+    assert!(start_t.elapsed() < Duration::from_secs(2));
+    assert_eq!(bmc.seen().len(), 1);
+    assert!(err.to_string().contains("irmc_client_timeout"));
+
+    // An idempotent GET is retried after a timeout.
+    let err = c.report().await.unwrap_err();
+    assert!(matches!(err, IrmcError::Timeout { .. }));
+    assert_eq!(bmc.seen().len(), 4);
+}
+
+#[test]
+fn backoff_is_bounded_and_jittered() {
+    let p = RetryPolicy {
+        attempts: 5,
+        base_delay: Duration::from_millis(100),
+        max_delay: Duration::from_millis(1000),
+    };
+    for _ in 0..50 {
+        let d1 = p.backoff(1);
+        assert!(
+            d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100),
+            "{d1:?}"
+        );
+        let d3 = p.backoff(3);
+        assert!(
+            d3 >= Duration::from_millis(200) && d3 <= Duration::from_millis(400),
+            "{d3:?}"
+        );
+        let d10 = p.backoff(10);
+        assert!(
+            d10 >= Duration::from_millis(500) && d10 <= Duration::from_millis(1000),
+            "{d10:?}"
+        );
+        assert!(p.backoff(u32::MAX) <= Duration::from_millis(1000));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Redfish
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn redfish_power_state_boot_override_and_reset() {
+    let bmc = start(|s, _| match (s.method.as_str(), s.uri.as_str()) {
+        ("GET", "/redfish/v1/Systems/0") => {
+            Reply::ok(r#"{"PowerState":"On","Manufacturer":"FUJITSU"}"#)
+        }
+        ("PATCH", "/redfish/v1/Systems/0") => Reply::status(204),
+        ("POST", "/redfish/v1/Systems/0/Actions/ComputerSystem.Reset") => Reply::status(204),
+        _ => Reply::status(404),
+    })
+    .await;
+    let c = client(&bmc);
+    assert_eq!(c.power_state().await.unwrap(), PowerState::On);
+    c.set_boot_override(BootTarget::Cd, BootPersistence::Once, BootMode::Uefi)
+        .await
+        .unwrap();
+    c.redfish_reset(ResetType::ForceRestart).await.unwrap();
+    let seen = bmc.seen();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(
+        seen[1].header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        seen[1].body,
+        r#"{"Boot":{"BootSourceOverrideEnabled":"Once","BootSourceOverrideMode":"UEFI","BootSourceOverrideTarget":"Cd"}}"#
+    );
+    assert_eq!(seen[2].body, r#"{"ResetType":"ForceRestart"}"#);
+}
+
+#[tokio::test]
+async fn boot_override_with_if_match() {
+    let bmc = start(|s, _| match s.method.as_str() {
+        "GET" => Reply::ok(r#"{"PowerState":"Off"}"#).header("ETag", "W/\"abc\""),
+        "PATCH" if s.header("if-match").as_deref() == Some("W/\"abc\"") => Reply::ok("{}"),
+        "PATCH" => Reply::status(428),
+        _ => Reply::status(405),
+    })
+    .await;
+    let c = client(&bmc);
+    c.set_boot_override(
+        BootTarget::Hdd,
+        BootPersistence::Continuous,
+        BootMode::Legacy,
+    )
+    .await
+    .unwrap();
+    let summary: Vec<String> = bmc.seen().iter().map(|s| s.method.clone()).collect();
+    assert_eq!(summary, ["PATCH", "GET", "PATCH"]);
+}
+
+#[tokio::test]
+async fn redfish_reset_not_retried_on_500() {
+    let bmc = start(|_, _| Reply::status(500)).await;
+    let c = client(&bmc);
+    assert!(c.redfish_reset(ResetType::PowerCycle).await.is_err());
+    assert_eq!(bmc.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn wait_power_state_polls_until_reached() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    let bmc = start(move |_, _| {
+        let i = n2.fetch_add(1, Ordering::SeqCst);
+        match i {
+            0 | 1 => Reply::ok(r#"{"PowerState":"PoweringOn"}"#),
+            2 => Reply::status(500),
+            _ => Reply::ok(r#"{"PowerState":"On"}"#),
+        }
+    })
+    .await;
+    let mut cfg = bmc.config();
+    cfg.retry = RetryPolicy::none();
+    let c = IrmcClient::new(cfg).unwrap();
+    c.wait_power_state(PowerState::On, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(n.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn wait_power_state_is_bounded() {
+    let bmc = start(|_, _| Reply::ok(r#"{"PowerState":"Off"}"#)).await;
+    let c = client(&bmc);
+    let t = Instant::now();
+    let err = c
+        .wait_power_state(PowerState::On, Duration::from_millis(150))
+        .await
+        .unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(2));
+    match &err {
+        IrmcError::PollTimeout { want, last, .. } => {
+            assert_eq!(want, "On");
+            assert_eq!(last, "Off");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Intervals 10, 20, 40, 40... within 150 ms: a handful of polls, not hundreds.
+    let polls = bmc.seen().len();
+    assert!((3..=10).contains(&polls), "{polls}");
+}
+
+#[tokio::test]
+async fn redfish_garbage_is_malformed() {
+    let bmc = start(|_, _| Reply::ok("<html>login</html>")).await;
+    let err = client(&bmc).power_state().await.unwrap_err();
+    assert!(matches!(err, IrmcError::Malformed { .. }), "{err:?}");
+    assert_eq!(err.operation(), Some("get_power_state"));
+    assert_eq!(err.bmc(), Some("127.0.0.1"));
+}
+
+// ---------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn tls_verification_default_on_ca_file_and_insecure() {
+    let (bmc, pem) = start_tls(|_, _| Reply::ok(SCCI_OK)).await;
+    let mut cfg = bmc.config();
+    cfg.scheme = Scheme::Https;
+
+    // Default: system roots -> the self-signed certificate is rejected.
+    let c = IrmcClient::new(cfg.clone()).unwrap();
+    let err = c.power(PowerAction::On).await.unwrap_err();
+    assert!(matches!(err, IrmcError::Tls { .. }), "{err:?}");
+    assert!(!err.is_transient(), "a certificate error is not retried");
+    assert!(err.to_string().contains("irmc_verify_ca"), "{err}");
+    assert!(c.config().base_url().starts_with("https://127.0.0.1:"));
+
+    // CA file with the server's certificate -> accepted.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pem).unwrap();
+    let mut with_ca = cfg.clone();
+    with_ca.verify = TlsVerify::CaFile(ca);
+    IrmcClient::new(with_ca)
+        .unwrap()
+        .power(PowerAction::On)
+        .await
+        .unwrap();
+
+    // Explicit opt-out -> accepted.
+    let mut insecure = cfg.clone();
+    insecure.verify = TlsVerify::Insecure;
+    IrmcClient::new(insecure)
+        .unwrap()
+        .power(PowerAction::On)
+        .await
+        .unwrap();
+    assert_eq!(bmc.seen().len(), 2);
+    assert_eq!(c.requests_sent(), 1, "TLS failure not retried");
+
+    // A CA file that is missing or not PEM is a config error naming the field.
+    let mut missing = cfg.clone();
+    missing.verify = TlsVerify::CaFile(dir.path().join("nope.pem"));
+    let err = IrmcClient::new(missing).unwrap_err();
+    assert!(err.to_string().contains("irmc_verify_ca"), "{err}");
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let mut bad = cfg;
+    bad.verify = TlsVerify::CaFile(junk);
+    assert!(IrmcClient::new(bad).is_err());
+}
+
+#[tokio::test]
+async fn shared_pool_across_bmcs() {
+    let a = start(|_, _| Reply::ok(SCCI_OK)).await;
+    let b = start(|_, _| Reply::ok(SCCI_OK)).await;
+    let http = IrmcClient::http_client(&TlsVerify::System, Duration::from_secs(5)).unwrap();
+    let ca = IrmcClient::with_http(a.config(), http.clone());
+    let cb = IrmcClient::with_http(b.config(), http);
+    ca.power(PowerAction::On).await.unwrap();
+    cb.power(PowerAction::Off).await.unwrap();
+    assert_eq!((a.seen().len(), b.seen().len()), (1, 1));
+    assert_eq!((ca.requests_sent(), cb.requests_sent()), (1, 1));
+}
+
+// ---------------------------------------------------------------------------
+// Config and secrets
+// ---------------------------------------------------------------------------
+
+fn info(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[test]
+fn driver_info_defaults_and_validation() {
+    let base = [
+        ("irmc_address", "10.1.2.3"),
+        ("irmc_username", "admin"),
+        ("irmc_password", PASSWORD),
+    ];
+    let cfg = BmcConfig::from_driver_info(&info(&base)).unwrap();
+    assert_eq!(cfg.port, 443);
+    assert_eq!(cfg.scheme, Scheme::Https);
+    assert_eq!(cfg.auth, AuthMethod::Basic);
+    assert_eq!(cfg.timeout, Duration::from_secs(60));
+    assert_eq!(cfg.verify, TlsVerify::System);
+    assert_eq!(cfg.base_url(), "https://10.1.2.3");
+    let dbg = format!("{cfg:?}");
+    assert!(dbg.contains("******"));
+    assert_no_secret(&dbg);
+
+    let mut full = base.to_vec();
+    full.extend([
+        ("irmc_port", "80"),
+        ("irmc_auth_method", "Digest"),
+        ("irmc_client_timeout", "15"),
+        ("irmc_verify_ca", "/etc/ssl/irmc-ca.pem"),
+    ]);
+    let cfg = BmcConfig::from_driver_info(&info(&full)).unwrap();
+    assert_eq!(cfg.port, 80);
+    assert_eq!(cfg.scheme, Scheme::Http);
+    assert_eq!(cfg.base_url(), "http://10.1.2.3");
+    assert_eq!(cfg.auth, AuthMethod::Digest);
+    assert_eq!(cfg.timeout, Duration::from_secs(15));
+    assert_eq!(cfg.verify, TlsVerify::CaFile("/etc/ssl/irmc-ca.pem".into()));
+
+    let mut off = base.to_vec();
+    off.push(("irmc_verify_ca", "False"));
+    assert_eq!(
+        BmcConfig::from_driver_info(&info(&off)).unwrap().verify,
+        TlsVerify::Insecure
+    );
+
+    for (bad, field) in [
+        (("irmc_port", "8443"), "irmc_port"),
+        (("irmc_auth_method", "ntlm"), "irmc_auth_method"),
+        (("irmc_client_timeout", "0"), "irmc_client_timeout"),
+        (("irmc_client_timeout", "soon"), "irmc_client_timeout"),
+        (("irmc_verify_ca", ""), "irmc_verify_ca"),
+    ] {
+        let mut m = base.to_vec();
+        m.push(bad);
+        let err = BmcConfig::from_driver_info(&info(&m)).unwrap_err();
+        match &err {
+            IrmcError::InvalidConfig { field: f, .. } => assert_eq!(*f, field),
+            other => panic!("{other:?}"),
+        }
+        assert!(err.to_string().contains(field));
+        assert_no_secret(&err.to_string());
+    }
+    for missing in ["irmc_address", "irmc_username", "irmc_password"] {
+        let m: Vec<_> = base
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != missing)
+            .collect();
+        let err = BmcConfig::from_driver_info(&info(&m)).unwrap_err();
+        assert!(err.to_string().contains(missing), "{err}");
+    }
+    assert_eq!(
+        BmcConfig::new("fe80::1", "u", Secret::default()).base_url(),
+        "https://[fe80::1]"
+    );
+}
+
+#[test]
+fn secrets_never_print() {
+    let s = Secret::new(PASSWORD);
+    assert_eq!(format!("{s}"), "******");
+    assert_eq!(format!("{s:?}"), "******");
+    assert_eq!(s.expose(), PASSWORD);
+    let loc = location();
+    assert_no_secret(&format!("{loc:?}"));
+    let cmds = irmc::wire::media_settings_commands(MediaKind::Cd, &loc);
+    assert_no_secret(&format!("{cmds:?}"));
+    let c = IrmcClient::new(BmcConfig::new("h", "u", Secret::new(PASSWORD))).unwrap();
+    assert_no_secret(&format!("{c:?}"));
+}
