@@ -1,1 +1,59 @@
-//! (being written)
+//! Pure domain of the coordinator: the node model, input validation, the provision
+//! state machine and placement of nodes onto share agents.
+//!
+//! This crate does no IO: no tokio, no gRPC, no database, no clock, no RNG. Time
+//! (`now_ms`) and randomness (token bytes) are passed in, so every function is
+//! deterministic and table-testable. Wire types (prost) never appear here; the
+//! server converts at its edge.
+//!
+//! # API summary
+//! - [`ProvisionState`], [`Verb`], [`PowerState`]: Ironic names via `as_str()`/`FromStr`.
+//! - [`NodeSpec`] (operator's desire) / [`NodeStatus`] (machine's state) / [`Node`]
+//!   (`spec + status + version`), [`NodeId`] (uuid or name), [`DeployStep`], [`JobIntent`].
+//! - Validation: [`validate_create`], [`validate`] -> [`InterfaceCheck`]s,
+//!   [`normalize_spec`], [`is_secret_key`], [`mask`]; [`Secret`] prints "******".
+//! - State machine: [`step`]`(status, spec, Event, now_ms, &MachineConfig) ->
+//!   Result<Transition { status, actions }, CoreError>`; [`resume_job`] rebuilds the job
+//!   of a persisted intent; [`bmc_target`] reads driver_info.
+//! - Placement: [`place`]`(&PlacementNode, &[AgentView], &Loads) -> Placement` and
+//!   [`rebalance`] for whole fleets.
+//! - [`new_agent_token`]`([u8; 32]) -> Secret`.
+//!
+//! # Layout
+//! - `state.rs` enums; `node.rs` model; `secret.rs`; `validate.rs`; `machine.rs`
+//!   (`step` and its types); `placement.rs`; `error.rs` ([`CoreError`], the crate's one
+//!   error type).
+//!
+//! # Invariants
+//! - Only [`step`] changes a [`NodeStatus`] (besides the store's version counter).
+//! - Every job intent gets a fresh `job_id` and is in the returned status before the
+//!   `SendJob` action that sends it: persist, then act.
+//! - Secrets ([`Secret`], secret driver_info keys) never appear in Debug/Display.
+
+mod error;
+mod machine;
+mod node;
+mod placement;
+mod secret;
+mod state;
+mod validate;
+
+pub use error::{CoreError, StepError, ValidationError};
+pub use machine::{
+    Action, BmcTarget, Event, JobOutputs, JobResult, JobSpec, MachineConfig, Transition,
+    bmc_target, resume_job, step,
+};
+pub use node::{DeployStep, JobIntent, JobKind, Node, NodeId, NodeSpec, NodeStatus};
+pub use placement::{
+    AgentView, CandidateView, Cidr, Loads, Placement, PlacementConfig, PlacementNode, Rebalance,
+    RebalanceMode, place, place_with, rebalance,
+};
+pub use secret::{MASK, Secret, new_agent_token};
+pub use state::{PowerState, ProvisionState, Verb};
+pub use validate::{
+    InterfaceCheck, boot_iso, boot_mode, deploy_iso, is_secret_key, mask, normalize_spec,
+    parse_mac, validate, validate_create,
+};
+
+/// The only driver this system has.
+pub const DEFAULT_DRIVER: &str = "irmc";

@@ -1,0 +1,535 @@
+//! The PostgreSQL backend, for several coordinator replicas sharing one database.
+//!
+//! Same row layout as SQLite (see `sqlite.rs`): uuid as 16-byte BYTEA (byte order is
+//! uuid order), filter columns, spec and status as JSON text, token in its own
+//! column. Migrations take a transaction-scoped advisory lock so replicas starting
+//! together migrate once.
+
+use std::collections::{BTreeMap, HashSet};
+
+use async_trait::async_trait;
+use coordinator_core::{Node, NodeId, NodeSpec, NodeStatus};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use crate::codec::{decode_node, encode_status, to_i64};
+use crate::{NodeFilter, Store, StoreError, encode_spec};
+
+/// Rows per multi-row statement (10 parameters each; Postgres allows 65,535).
+const BATCH_ROWS: usize = 500;
+
+/// Arbitrary constant identifying this schema's migration lock.
+const MIGRATION_LOCK: i64 = 0x766d_6564_6961; // "vmedia"
+
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+    CREATE TABLE nodes (
+        uuid            BYTEA PRIMARY KEY,
+        name            TEXT UNIQUE,
+        provision_state TEXT NOT NULL,
+        share           TEXT,
+        has_error       BOOLEAN NOT NULL DEFAULT FALSE,
+        in_flight       BOOLEAN NOT NULL DEFAULT FALSE,
+        version         BIGINT NOT NULL,
+        spec            TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        agent_token     TEXT
+    );
+    CREATE INDEX nodes_by_state ON nodes (provision_state);
+    CREATE INDEX nodes_by_share ON nodes (share) WHERE share IS NOT NULL;
+    CREATE INDEX nodes_in_flight ON nodes (uuid) WHERE in_flight;
+    CREATE TABLE agents (
+        id      TEXT PRIMARY KEY,
+        drained BOOLEAN NOT NULL
+    );
+    "#,
+)];
+
+/// PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Database { op, source }
+}
+
+impl PgStore {
+    /// Connects (e.g. `postgres://user@127.0.0.1:5432/vmedia`) and migrates.
+    /// The URL is never put into errors or logs: it may hold a password.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect(url)
+            .await
+            .map_err(db("connect to PostgreSQL"))?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn schema_version() -> i64 {
+        MIGRATIONS.last().map_or(0, |m| m.0)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let fail = |version: i64| {
+            move |e: sqlx::Error| StoreError::Migration {
+                version,
+                detail: e.to_string(),
+            }
+        };
+        let latest = Self::schema_version();
+        let mut tx = self.pool.begin().await.map_err(fail(0))?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail(0))?;
+        sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            .execute(&mut *tx)
+            .await
+            .map_err(fail(0))?;
+        let current: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(fail(0))?;
+        let current = current.unwrap_or(0);
+        if current > latest {
+            return Err(StoreError::Migration {
+                version: current,
+                detail: format!(
+                    "the database has schema version {current}, newer than this coordinator knows ({latest})"
+                ),
+            });
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+            sqlx::raw_sql(*sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(fail(*version))?;
+            sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+                .bind(*version)
+                .execute(&mut *tx)
+                .await
+                .map_err(fail(*version))?;
+            tracing::info!(version, "store schema migrated");
+        }
+        tx.commit().await.map_err(fail(latest))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn diagnose(&self, chunk: &[(Uuid, u64, NodeStatus)]) -> StoreError {
+        for (uuid, expected, _) in chunk {
+            let found: Result<Option<i64>, _> =
+                sqlx::query_scalar("SELECT version FROM nodes WHERE uuid = $1")
+                    .bind(uuid.as_bytes().to_vec())
+                    .fetch_optional(&self.pool)
+                    .await;
+            match found {
+                Err(e) => {
+                    return StoreError::Database {
+                        op: "update status batch",
+                        source: e,
+                    };
+                }
+                Ok(None) => {
+                    return StoreError::NotFound {
+                        node: uuid.to_string(),
+                    };
+                }
+                Ok(Some(v)) if u64::try_from(v).ok() != Some(*expected) => {
+                    return StoreError::VersionConflict {
+                        node: *uuid,
+                        expected: *expected,
+                        found: u64::try_from(v).unwrap_or(0),
+                    };
+                }
+                Ok(Some(_)) => {}
+            }
+        }
+        match chunk.first() {
+            Some((uuid, expected, _)) => StoreError::VersionConflict {
+                node: *uuid,
+                expected: *expected,
+                found: *expected,
+            },
+            None => StoreError::Conflict {
+                what: "empty status batch".to_string(),
+            },
+        }
+    }
+}
+
+fn decode_row(row: &PgRow) -> Result<Node, StoreError> {
+    decode_node(
+        row.try_get("uuid").map_err(db("read uuid"))?,
+        row.try_get("version").map_err(db("read version"))?,
+        &row.try_get::<String, _>("spec").map_err(db("read spec"))?,
+        &row.try_get::<String, _>("status")
+            .map_err(db("read status"))?,
+        row.try_get("agent_token").map_err(db("read token"))?,
+    )
+}
+
+fn unique_or<'a>(
+    op: &'static str,
+    spec: &'a NodeSpec,
+) -> impl FnOnce(sqlx::Error) -> StoreError + 'a {
+    move |e| match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            let what = if d.constraint().is_some_and(|c| c.contains("name")) {
+                format!("node name {:?}", spec.name.as_deref().unwrap_or_default())
+            } else {
+                format!("node {}", spec.uuid)
+            };
+            StoreError::Conflict { what }
+        }
+        _ => StoreError::Database { op, source: e },
+    }
+}
+
+async fn update_one(
+    conn: &mut PgConnection,
+    uuid: Uuid,
+    expected: u64,
+    status: &NodeStatus,
+) -> Result<u64, StoreError> {
+    let e = encode_status(uuid, status)?;
+    let new_version = expected + 1;
+    let done = sqlx::query(
+        "UPDATE nodes SET status = $1, provision_state = $2, share = $3, has_error = $4, \
+         in_flight = $5, agent_token = $6, version = $7 WHERE uuid = $8 AND version = $9",
+    )
+    .bind(e.json)
+    .bind(e.state)
+    .bind(e.share)
+    .bind(e.has_error)
+    .bind(e.in_flight)
+    .bind(e.token)
+    .bind(to_i64(new_version))
+    .bind(uuid.as_bytes().to_vec())
+    .bind(to_i64(expected))
+    .execute(&mut *conn)
+    .await
+    .map_err(db("update status"))?;
+    if done.rows_affected() == 1 {
+        return Ok(new_version);
+    }
+    let found: Option<i64> = sqlx::query_scalar("SELECT version FROM nodes WHERE uuid = $1")
+        .bind(uuid.as_bytes().to_vec())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db("update status"))?;
+    Err(match found {
+        Some(v) => StoreError::VersionConflict {
+            node: uuid,
+            expected,
+            found: u64::try_from(v).unwrap_or(0),
+        },
+        None => StoreError::NotFound {
+            node: uuid.to_string(),
+        },
+    })
+}
+
+const SELECT: &str = "SELECT uuid, version, spec, status, agent_token FROM nodes";
+
+#[async_trait]
+impl Store for PgStore {
+    async fn create_node(&self, node: &Node) -> Result<(), StoreError> {
+        let spec = encode_spec(&node.spec)?;
+        let e = encode_status(node.spec.uuid, &node.status)?;
+        sqlx::query(
+            "INSERT INTO nodes (uuid, name, provision_state, share, has_error, in_flight, \
+             version, spec, status, agent_token) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9)",
+        )
+        .bind(node.spec.uuid.as_bytes().to_vec())
+        .bind(node.spec.name.clone())
+        .bind(e.state)
+        .bind(e.share)
+        .bind(e.has_error)
+        .bind(e.in_flight)
+        .bind(spec)
+        .bind(e.json)
+        .bind(e.token)
+        .execute(&self.pool)
+        .await
+        .map_err(unique_or("create node", &node.spec))?;
+        Ok(())
+    }
+
+    async fn create_nodes(&self, nodes: &[Node]) -> Result<(), StoreError> {
+        let Some(first) = nodes.first() else {
+            return Ok(());
+        };
+        let mut tx = self.pool.begin().await.map_err(db("begin node batch"))?;
+        for chunk in nodes.chunks(BATCH_ROWS) {
+            let mut rows = Vec::with_capacity(chunk.len());
+            for n in chunk {
+                rows.push((
+                    n.spec.uuid,
+                    n.spec.name.clone(),
+                    encode_spec(&n.spec)?,
+                    encode_status(n.spec.uuid, &n.status)?,
+                ));
+            }
+            let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+                "INSERT INTO nodes (uuid, name, provision_state, share, has_error, in_flight, \
+                 version, spec, status, agent_token) ",
+            );
+            q.push_values(rows, |mut b, (uuid, name, spec, e)| {
+                b.push_bind(uuid.as_bytes().to_vec())
+                    .push_bind(name)
+                    .push_bind(e.state)
+                    .push_bind(e.share)
+                    .push_bind(e.has_error)
+                    .push_bind(e.in_flight)
+                    .push_bind(1i64)
+                    .push_bind(spec)
+                    .push_bind(e.json)
+                    .push_bind(e.token);
+            });
+            q.build().execute(&mut *tx).await.map_err(|e| match &e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict {
+                    what: format!(
+                        "a node of this batch (starting with {}): {}",
+                        first.spec.uuid,
+                        d.message()
+                    ),
+                },
+                _ => StoreError::Database {
+                    op: "create node batch",
+                    source: e,
+                },
+            })?;
+        }
+        tx.commit().await.map_err(db("commit node batch"))?;
+        Ok(())
+    }
+
+    async fn get_node(&self, id: &NodeId) -> Result<Option<Node>, StoreError> {
+        let row =
+            match id {
+                NodeId::Uuid(u) => sqlx::query(
+                    "SELECT uuid, version, spec, status, agent_token FROM nodes WHERE uuid = $1",
+                )
+                .bind(u.as_bytes().to_vec())
+                .fetch_optional(&self.pool)
+                .await,
+                NodeId::Name(n) => sqlx::query(
+                    "SELECT uuid, version, spec, status, agent_token FROM nodes WHERE name = $1",
+                )
+                .bind(n.clone())
+                .fetch_optional(&self.pool)
+                .await,
+            }
+            .map_err(db("get node"))?;
+        row.as_ref().map(decode_row).transpose()
+    }
+
+    async fn list_nodes(
+        &self,
+        filter: &NodeFilter,
+        limit: u32,
+        marker: Option<Uuid>,
+    ) -> Result<Vec<Node>, StoreError> {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(SELECT);
+        q.push(" WHERE TRUE");
+        if let Some(m) = marker {
+            q.push(" AND uuid > ").push_bind(m.as_bytes().to_vec());
+        }
+        if let Some(s) = filter.provision_state {
+            q.push(" AND provision_state = ").push_bind(s.as_str());
+        }
+        if let Some(s) = &filter.share {
+            q.push(" AND share = ").push_bind(s.clone());
+        }
+        if let Some(p) = &filter.name_prefix {
+            q.push(" AND starts_with(name, ")
+                .push_bind(p.clone())
+                .push(")");
+        }
+        if filter.with_last_error {
+            q.push(" AND has_error");
+        }
+        q.push(" ORDER BY uuid LIMIT ").push_bind(i64::from(limit));
+        let rows = q
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("list nodes"))?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    async fn update_spec(&self, uuid: Uuid, spec: &NodeSpec) -> Result<(), StoreError> {
+        if spec.uuid != uuid {
+            return Err(StoreError::Conflict {
+                what: format!("node {uuid}: spec carries a different uuid {}", spec.uuid),
+            });
+        }
+        let text = encode_spec(spec)?;
+        let done = sqlx::query("UPDATE nodes SET spec = $1, name = $2 WHERE uuid = $3")
+            .bind(text)
+            .bind(spec.name.clone())
+            .bind(uuid.as_bytes().to_vec())
+            .execute(&self.pool)
+            .await
+            .map_err(unique_or("update spec", spec))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                node: uuid.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn update_status(
+        &self,
+        uuid: Uuid,
+        expected_version: u64,
+        status: &NodeStatus,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db("update status"))?;
+        update_one(&mut conn, uuid, expected_version, status).await
+    }
+
+    async fn update_statuses(
+        &self,
+        batch: &[(Uuid, u64, NodeStatus)],
+    ) -> Result<Vec<u64>, StoreError> {
+        match batch {
+            [] => return Ok(Vec::new()),
+            [(u, v, s)] => return Ok(vec![self.update_status(*u, *v, s).await?]),
+            _ => {}
+        }
+        let mut tx = self.pool.begin().await.map_err(db("begin status batch"))?;
+        let mut seen = HashSet::with_capacity(batch.len());
+        if !batch.iter().all(|(u, _, _)| seen.insert(*u)) {
+            let mut out = Vec::with_capacity(batch.len());
+            for (uuid, expected, status) in batch {
+                out.push(update_one(&mut tx, *uuid, *expected, status).await?);
+            }
+            tx.commit().await.map_err(db("commit status batch"))?;
+            return Ok(out);
+        }
+        for chunk in batch.chunks(BATCH_ROWS) {
+            let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+                "UPDATE nodes SET status = v.status, provision_state = v.state, share = v.share, \
+                 has_error = v.has_error, in_flight = v.in_flight, agent_token = v.token, \
+                 version = v.expected + 1 FROM (",
+            );
+            let mut rows = Vec::with_capacity(chunk.len());
+            for (uuid, expected, status) in chunk {
+                rows.push((*uuid, *expected, encode_status(*uuid, status)?));
+            }
+            q.push_values(rows, |mut b, (uuid, expected, e)| {
+                b.push_bind(uuid.as_bytes().to_vec())
+                    .push_bind(to_i64(expected))
+                    .push_bind(e.json)
+                    .push_bind(e.state)
+                    .push_bind(e.share)
+                    .push_bind(e.has_error)
+                    .push_bind(e.in_flight)
+                    .push_bind(e.token);
+            });
+            q.push(
+                ") AS v(uuid, expected, status, state, share, has_error, in_flight, token) \
+                 WHERE nodes.uuid = v.uuid AND nodes.version = v.expected",
+            );
+            let done = q
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(db("update status batch"))?;
+            if done.rows_affected() != chunk.len() as u64 {
+                tx.rollback().await.map_err(db("roll back status batch"))?;
+                return Err(self.diagnose(chunk).await);
+            }
+        }
+        tx.commit().await.map_err(db("commit status batch"))?;
+        Ok(batch.iter().map(|(_, v, _)| v + 1).collect())
+    }
+
+    async fn delete_node(&self, uuid: Uuid) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM nodes WHERE uuid = $1")
+            .bind(uuid.as_bytes().to_vec())
+            .execute(&self.pool)
+            .await
+            .map_err(db("delete node"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                node: uuid.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn nodes_in_flight(&self) -> Result<Vec<Node>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT uuid, version, spec, status, agent_token FROM nodes WHERE in_flight ORDER BY uuid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("list in-flight nodes"))?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    async fn placements(&self) -> Result<Vec<(Uuid, String)>, StoreError> {
+        let rows: Vec<(Vec<u8>, String)> =
+            sqlx::query_as("SELECT uuid, share FROM nodes WHERE share IS NOT NULL ORDER BY uuid")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("list placements"))?;
+        rows.into_iter()
+            .map(|(raw, share)| {
+                Uuid::from_slice(&raw)
+                    .map(|u| (u, share))
+                    .map_err(|e| StoreError::Corrupt {
+                        node: format!("{raw:02x?}"),
+                        what: "uuid",
+                        detail: e.to_string(),
+                    })
+            })
+            .collect()
+    }
+
+    async fn count_by_state(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT provision_state, COUNT(*) FROM nodes GROUP BY provision_state")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("count nodes by state"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(s, n)| (s, u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+
+    async fn set_agent_drained(&self, agent_id: &str, drained: bool) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO agents (id, drained) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET drained = excluded.drained",
+        )
+        .bind(agent_id.to_string())
+        .bind(drained)
+        .execute(&self.pool)
+        .await
+        .map_err(db("set agent drained"))?;
+        Ok(())
+    }
+
+    async fn drained_agents(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT id FROM agents WHERE drained ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("list drained agents"))
+    }
+}
