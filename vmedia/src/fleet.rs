@@ -238,7 +238,9 @@ impl Fleet {
             .arg("--cert-out")
             .arg(&ca_file)
             .arg("--control")
-            .arg("127.0.0.1:0");
+            .arg("127.0.0.1:0")
+            .arg("--boot")
+            .arg("--fast-ramdisk");
         for k in 1..=spec.shares {
             sim_cmd.arg("--share-map").arg(format!(
                 "{}:{}@{}/share={}",

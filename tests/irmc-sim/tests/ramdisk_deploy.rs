@@ -371,6 +371,24 @@ async fn deploy_through_the_simulated_boot_and_ramdisk() {
         .decode(v["command_result"]["system_logs"].as_str().unwrap())
         .unwrap();
     assert_eq!(&logs[..2], &[0x1f, 0x8b]);
+    if have_tool("tar") {
+        let tgz = dir.path().join("logs.tar.gz");
+        std::fs::write(&tgz, &logs).unwrap();
+        let out = std::process::Command::new("tar")
+            .arg("xzOf")
+            .arg(&tgz)
+            .arg("journal")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let journal = String::from_utf8_lossy(&out.stdout);
+        assert!(journal.contains("write_image"), "{journal}");
+        assert!(!journal.contains(TOKEN));
+    }
 
     let disk = node.state().disk;
     assert_eq!(disk.sha256.as_deref(), Some(image_sha.as_str()));

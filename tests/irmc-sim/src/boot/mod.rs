@@ -1,13 +1,3 @@
-// SEAM-REQUEST (for the owner of src/main.rs and Cargo.toml):
-//   1. src/main.rs: register the boot simulation from the command line, e.g. flags
-//      `--boot` (enable), `--disk-dir DIR`, `--boot-delay 60s`, `--download-limit BYTES_PER_S`,
-//      `--fast-ramdisk`, `--ipa-port 9999`, mapped onto `boot::BootConfig` (timing:
-//      `ramdisk::RamdiskTiming::{realistic,fast}()`) and registered with
-//      `SimBuilder::boot_hook(boot::SimBoot::new(config)?)`.
-//   2. Cargo.toml [dev-dependencies]: `tokio = { workspace = true, features = ["test-util"] }`
-//      so boot/ramdisk tests can run IPA's real timers (lookup backoff up to 60 s, heartbeat
-//      every 90-180 s) under `tokio::time::pause()`.
-
 //! The simulated server boot: what a PRIMERGY does between "power on" and "OS running".
 //!
 //! On power-on/reset the firmware picks the boot device from the override:
@@ -22,6 +12,14 @@
 //!   whose hash matches what the ramdisk recorded; then the node reports "OS running".
 //! - Anything that goes wrong is recorded as the boot outcome (visible in the node state and
 //!   the control API, and logged), power stays on, and the node never calls back.
+//!
+//! Note for media builders: as in ironic-python-agent (`utils.get_agent_params`), the floppy
+//! is merged only when the *ISO's* kernel command line carries `boot_method=vmedia`
+//! (diskimage-builder's deploy ISO puts it in both isolinux.cfg and grub.cfg); the same key
+//! inside `parameters.txt` has no effect. Progress is published in `NodeState::labels`:
+//! `ramdisk_stage`, `ipa_callback_url`, `ipa_node_uuid`, `ipa_heartbeats`,
+//! `ramdisk_lookup_attempts`. The node's NIC MAC is [`crate::ramdisk::node_mac`] of its BMC
+//! address (plus `BOOTIF` when given), which is what the lookup sends.
 //!
 //! Layout: `iso.rs` (ISO 9660 / El Torito reader), `fat.rs` (FAT12/16/32 reader),
 //! `cmdline.rs` (boot loader configuration, IPA parameter rules), `media.rs` (share map,

@@ -13,7 +13,7 @@
 //!
 //! Invariants:
 //! - Everything a ramdisk spawns stops when [`run`]'s future is dropped (a power-off or
-//!   reset aborts it): spawned tasks all watch the [`Stop`] signal that dies with `run`.
+//!   reset aborts it): spawned tasks all watch the `Stop` signal that dies with `run`.
 //! - The agent token never appears in logs, errors or Debug output.
 //! - All timers use `tokio::time`, so tests can run a whole deploy under
 //!   `tokio::time::pause()`.
