@@ -54,6 +54,9 @@ pub struct FleetSpec {
     pub bmc_password: String,
     /// Size of the instance image the demo deploys.
     pub image_bytes: usize,
+    /// iRMC port the nodes are enrolled with: 443 (HTTPS, verified against the
+    /// simulator's CA) or 80 (plain HTTP).
+    pub bmc_port: u16,
 }
 
 impl FleetSpec {
@@ -73,6 +76,7 @@ impl FleetSpec {
             sim_share_password: "share-Pa55<&\"word".into(),
             bmc_password: "bmc-Pa55<&\"word".into(),
             image_bytes: 4 << 20,
+            bmc_port: 443,
         }
     }
 }
@@ -231,6 +235,8 @@ impl Fleet {
             .arg(spec.sim_base.to_string())
             .arg("--https-port")
             .arg("443")
+            .arg("--http-port")
+            .arg("80")
             .arg("--username")
             .arg("admin")
             .arg("--password-file")
@@ -414,7 +420,7 @@ impl Fleet {
         driver_info.insert("irmc_address".to_string(), ip.to_string());
         driver_info.insert("irmc_username".to_string(), "admin".to_string());
         driver_info.insert("irmc_password".to_string(), self.spec.bmc_password.clone());
-        driver_info.insert("irmc_port".to_string(), "443".to_string());
+        driver_info.insert("irmc_port".to_string(), self.spec.bmc_port.to_string());
         driver_info.insert("irmc_verify_ca".to_string(), self.ca_file.display().to_string());
         driver_info.insert("deploy_iso".to_string(), self.deploy_iso_url.clone());
         let mut instance_info = BTreeMap::new();
@@ -627,7 +633,8 @@ pub fn free_port() -> Result<SocketAddr> {
     Ok(l.local_addr()?)
 }
 
-fn spawn_logged(mut cmd: Command, name: &str, logs: &Path) -> Result<Proc> {
+/// Spawns `cmd` with stdout and stderr appended to `logs/<name>.log`.
+pub fn spawn_logged(mut cmd: Command, name: &str, logs: &Path) -> Result<Proc> {
     let log = logs.join(format!("{name}.log"));
     let out = std::fs::OpenOptions::new()
         .create(true)
@@ -679,7 +686,8 @@ async fn spawn_until(
     Ok((Proc { name: name.to_string(), child, log }, line))
 }
 
-async fn http_get_json(addr: &str, path: &str) -> Result<serde_json::Value> {
+/// GET a JSON document from a loopback HTTP/1.1 server (the simulator's control API).
+pub async fn http_get_json(addr: &str, path: &str) -> Result<serde_json::Value> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut s = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
@@ -853,9 +861,11 @@ pub async fn wait_until(
 ) -> Result<Vec<NodeSummary>> {
     let deadline = Instant::now() + limit;
     let mut last_err = None;
+    let mut poll = Duration::from_millis(250);
     loop {
         match list_all(coordinator).await {
             Ok(nodes) => {
+                poll = Duration::from_millis(250 + nodes.len() as u64 / 10);
                 let mut counts = BTreeMap::new();
                 for n in &nodes {
                     *counts.entry(n.provision_state.clone()).or_insert(0) += 1;
@@ -881,6 +891,7 @@ pub async fn wait_until(
                 last_err = Some(format!("{e:#}"));
             }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Listing is not free for the coordinator: poll large fleets less often.
+        tokio::time::sleep(poll).await;
     }
 }

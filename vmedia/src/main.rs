@@ -8,6 +8,7 @@
 //!
 //! Each subcommand lives in its own module; this file only parses and dispatches.
 
+mod bench;
 mod bmc;
 mod client;
 mod demo;
@@ -51,6 +52,11 @@ enum Command {
     Media(media::MediaCommand),
     /// Run the whole system on this machine and deploy a simulated fleet
     Demo(demo::DemoArgs),
+    /// Measure throughput, CPU, memory, BMC requests and share bytes per node
+    Bench(bench::BenchArgs),
+    /// Development certificates and API tokens
+    #[command(subcommand)]
+    Certs(vmedia::certs::CertsCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +77,8 @@ fn main() -> std::process::ExitCode {
             Command::Bmc(cmd) => bmc::run(cmd).await,
             Command::Media(cmd) => media::run(cmd).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+            Command::Certs(cmd) => vmedia::certs::run(cmd).await,
         }
     });
     match result {

@@ -1,0 +1,453 @@
+//! `vmedia bench`: the numbers that say whether the system scales, printed, not asserted.
+//!
+//! Sections (all by default; `--only NAME` picks some):
+//! - `throughput`: N nodes over M share agents with zero-latency simulated iRMCs, all
+//!   processes on this machine. Wall time and deploys per second; CPU milliseconds per
+//!   deploy for the coordinator, the agents and the simulator (from /proc, per process);
+//!   BMC requests per deploy (the simulator's counters) beside Ironic's sequence; bytes
+//!   written (the agents' /proc write counters) and allocated on the shares per node;
+//!   balance (max share load over the mean); movement when one agent is killed.
+//! - `memory`: a coordinator alone, RSS before and after enrolling many nodes through the
+//!   API, and the API's latency while doing it.
+//! - `realistic`: injected BMC latency, a long ramdisk boot, a download limit and a
+//!   capacity per share; the makespan against a lower bound computed from the same
+//!   parameters.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow};
+use futures::StreamExt as _;
+use serde_json::json;
+use vmedia::fleet::{self, Fleet, FleetSpec, NodeSummary};
+use vmedia_proto::v1 as pb;
+
+/// HTTP requests Ironic 35.1 (irmc power/management/boot, direct deploy) sends to one
+/// iRMC for one deploy, counted in the request log of a full deploy against a stand-in
+/// iRMC (26), and for enroll + manage (11). With IPMI answering, some Redfish GETs
+/// become IPMI round trips instead; the count stays about the same.
+const IRONIC_DEPLOY_REQUESTS: u64 = 26;
+const IRONIC_MANAGE_REQUESTS: u64 = 11;
+/// python-scciclient's fixed sleeps in that deploy: 5 s after each of the 4 virtual
+/// media calls, 3 s after each of the 3 power calls.
+const IRONIC_FIXED_SLEEP_S: u64 = 4 * 5 + 3 * 3;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Sections to run: throughput, memory, realistic (default: all)
+    #[arg(long = "only", value_name = "SECTION")]
+    pub only: Vec<String>,
+    /// Nodes in the throughput run
+    #[arg(long, default_value_t = 10_000)]
+    pub nodes: usize,
+    /// Share agents in the throughput run
+    #[arg(long, default_value_t = 16)]
+    pub shares: usize,
+    /// iRMC port for the throughput run: 443 (TLS, verified) or 80
+    #[arg(long, default_value_t = 443)]
+    pub bmc_port: u16,
+    /// Nodes enrolled in the memory run
+    #[arg(long, default_value_t = 100_000)]
+    pub memory_nodes: usize,
+    /// Nodes in the realistic run
+    #[arg(long, default_value_t = 64)]
+    pub realistic_nodes: usize,
+    /// Share agents in the realistic run
+    #[arg(long, default_value_t = 4)]
+    pub realistic_shares: usize,
+    /// Concurrent virtual-media boots per share in the realistic run
+    #[arg(long, default_value_t = 8)]
+    pub realistic_capacity: u32,
+    /// Ramdisk boot time in the realistic run, seconds
+    #[arg(long, default_value_t = 60.0)]
+    pub realistic_boot_s: f64,
+    /// BMC latency range in the realistic run, milliseconds
+    #[arg(long, default_value_t = 200)]
+    pub latency_min_ms: u64,
+    #[arg(long, default_value_t = 2000)]
+    pub latency_max_ms: u64,
+    /// Image download rate per node in the realistic run, bytes per second
+    #[arg(long, default_value_t = 8 << 20)]
+    pub bandwidth: u64,
+    /// Instance image size in the realistic run, bytes
+    #[arg(long, default_value_t = 64 << 20)]
+    pub realistic_image_bytes: usize,
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+    /// Work directory (default: a temporary one)
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+pub async fn run(args: BenchArgs) -> Result<ExitCode> {
+    let want = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
+    let temp = tempfile::Builder::new().prefix("vmedia-bench-").tempdir()?;
+    let root = args.work_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    let mut out = serde_json::Map::new();
+    if want("throughput") {
+        let r = throughput(&args, root.join("throughput")).await.context("throughput run")?;
+        if !args.json {
+            print_section("throughput", &r);
+        }
+        out.insert("throughput".into(), r);
+    }
+    if want("memory") {
+        let r = memory(&args, root.join("memory")).await.context("memory run")?;
+        if !args.json {
+            print_section("memory", &r);
+        }
+        out.insert("memory".into(), r);
+    }
+    if want("realistic") {
+        let r = realistic(&args, root.join("realistic")).await.context("realistic run")?;
+        if !args.json {
+            print_section("realistic", &r);
+        }
+        out.insert("realistic".into(), r);
+    }
+    if args.json {
+        println!("{}", serde_json::Value::Object(out));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_section(name: &str, v: &serde_json::Value) {
+    println!("== {name}");
+    if let Some(m) = v.as_object() {
+        for (k, v) in m {
+            println!("  {k:<38} {v}");
+        }
+    }
+    println!();
+}
+
+fn say(args: &BenchArgs, msg: impl AsRef<str>) {
+    if !args.json {
+        eprintln!("bench: {}", msg.as_ref());
+    }
+}
+
+/// Bytes written to storage by a process so far (/proc/PID/io `write_bytes`).
+fn proc_write_bytes(pid: Option<u32>) -> u64 {
+    pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/io")).ok())
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("write_bytes:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn agents_write_bytes(f: &Fleet) -> u64 {
+    f.agents.iter().flatten().map(|p| proc_write_bytes(p.pid())).sum()
+}
+
+fn share_allocated(f: &Fleet) -> u64 {
+    f.share_usage().values().map(|u| u.allocated).sum()
+}
+
+async fn bmc_total(f: &Fleet) -> u64 {
+    f.sim_counters()
+        .await
+        .ok()
+        .and_then(|v| v.get("total").and_then(|t| t.get("total")).and_then(|t| t.as_u64()))
+        .unwrap_or(0)
+}
+
+async fn throughput(args: &BenchArgs, dir: PathBuf) -> Result<serde_json::Value> {
+    let n = args.nodes;
+    let mut spec = FleetSpec::new(n, args.shares, dir, fleet::default_bin_dir()?);
+    spec.agent_capacity = (n / args.shares.max(1)).max(1) as u32 * 2;
+    spec.bmc_port = args.bmc_port;
+    spec.image_bytes = 1 << 20;
+    spec.sim_args = vec!["--boot-delay".into(), "0s".into()];
+    say(args, format!("throughput: starting {n} simulated iRMCs and {} agents", args.shares));
+    let mut f = Fleet::start(spec).await?;
+    let result = async {
+        let t = Instant::now();
+        let uuids = f.enroll_all().await?;
+        let enroll_s = t.elapsed().as_secs_f64();
+        say(args, format!("throughput: enrolled {n} nodes in {enroll_s:.1} s"));
+        let t = Instant::now();
+        f.make_available(&uuids, Duration::from_secs(1800), |_, _| {}).await?;
+        let manage_s = t.elapsed().as_secs_f64();
+        say(args, format!("throughput: manage + provide in {manage_s:.1} s; deploying"));
+
+        let cpu0 = f.cpu_seconds();
+        let bmc0 = bmc_total(&f).await;
+        let wr0 = agents_write_bytes(&f);
+        let alloc0 = share_allocated(&f);
+        let mut peak_alloc = alloc0;
+        let t = Instant::now();
+        f.bulk(&uuids, "deploy").await?;
+        let nodes = fleet::wait_until(&f.coordinator_url(), Duration::from_secs(1800), |x| {
+            x.provision_state == "active" || fleet::is_failed(x)
+        }, |c| {
+            peak_alloc = peak_alloc.max(share_allocated(&f));
+            if !args.json {
+                eprint!("\rbench: deploy {:.0} s: {}          ", t.elapsed().as_secs_f64(),
+                    c.iter().map(|(s, k)| format!("{s} {k}")).collect::<Vec<_>>().join(", "));
+            }
+        })
+        .await?;
+        let wall = t.elapsed().as_secs_f64();
+        if !args.json {
+            eprintln!();
+        }
+        let cpu1 = f.cpu_seconds();
+        let bmc1 = bmc_total(&f).await;
+        let wr1 = agents_write_bytes(&f);
+        let alloc1 = share_allocated(&f);
+        let active = nodes.iter().filter(|x| x.provision_state == "active").count();
+        let per = |a: f64, b: f64| round3((b - a) * 1000.0 / n as f64);
+
+        let mut per_share: BTreeMap<String, usize> = BTreeMap::new();
+        for x in &nodes {
+            *per_share.entry(x.share.clone()).or_insert(0) += 1;
+        }
+        let mean = n as f64 / args.shares as f64;
+        let max = per_share.values().copied().max().unwrap_or(0) as f64;
+
+        // Movement: kill the first agent and count who moves.
+        let moved = movement(&mut f, &nodes).await?;
+
+        Ok::<_, anyhow::Error>(json!({
+            "nodes": n,
+            "shares": args.shares,
+            "bmc_port": args.bmc_port,
+            "nodes_active": active,
+            "enroll_s": round3(enroll_s),
+            "manage_provide_s": round3(manage_s),
+            "deploy_wall_s": round3(wall),
+            "deploys_per_s": round3(n as f64 / wall),
+            "cpu_ms_per_deploy_coordinator": per(cpu0.coordinator, cpu1.coordinator),
+            "cpu_ms_per_deploy_agents": per(cpu0.agents, cpu1.agents),
+            "cpu_ms_per_deploy_coordinator_plus_agents": per(cpu0.coordinator + cpu0.agents, cpu1.coordinator + cpu1.agents),
+            "cpu_ms_per_deploy_simulator": per(cpu0.simulator, cpu1.simulator),
+            "bmc_requests_per_deploy": round3((bmc1 - bmc0) as f64 / n as f64),
+            "ironic_bmc_requests_per_deploy": IRONIC_DEPLOY_REQUESTS,
+            "ironic_bmc_requests_enroll_manage": IRONIC_MANAGE_REQUESTS,
+            "ironic_fixed_sleeps_per_deploy_s": IRONIC_FIXED_SLEEP_S,
+            "share_bytes_written_per_deploy": ((wr1.saturating_sub(wr0)) as f64 / n as f64).round(),
+            "share_bytes_allocated_peak_per_node_in_flight": ((peak_alloc.saturating_sub(alloc0)) as f64 / n as f64).round(),
+            "share_bytes_allocated_per_node_after": ((alloc1 as f64 - alloc0 as f64) / n as f64).round(),
+            "balance_max_over_mean": round3(max / mean),
+            "per_share": per_share,
+            "movement": moved,
+        }))
+    }
+    .await;
+    f.shutdown().await;
+    result
+}
+
+/// Kills share agent 1 and waits until the coordinator has re-placed its nodes; returns
+/// how many nodes it owned and how many nodes changed share.
+async fn movement(f: &mut Fleet, before: &[NodeSummary]) -> Result<serde_json::Value> {
+    let victim = fleet::share_id(1);
+    let owned = before.iter().filter(|n| n.share == victim).count();
+    f.kill_agent(1).await?;
+    let t = Instant::now();
+    let before_map: BTreeMap<&str, &str> = before.iter().map(|n| (n.uuid.as_str(), n.share.as_str())).collect();
+    let after = fleet::wait_until(&f.coordinator_url(), Duration::from_secs(300), |n| n.share != victim, |_| {}).await?;
+    let detect_s = t.elapsed().as_secs_f64();
+    let moved = after
+        .iter()
+        .filter(|n| before_map.get(n.uuid.as_str()).is_some_and(|s| *s != n.share))
+        .count();
+    let moved_other = after
+        .iter()
+        .filter(|n| before_map.get(n.uuid.as_str()).is_some_and(|s| *s != n.share && *s != victim))
+        .count();
+    Ok(json!({
+        "lost_agent_nodes": owned,
+        "nodes_moved": moved,
+        "nodes_moved_from_other_agents": moved_other,
+        "seconds_until_replaced": round3(detect_s),
+    }))
+}
+
+async fn memory(args: &BenchArgs, dir: PathBuf) -> Result<serde_json::Value> {
+    std::fs::create_dir_all(dir.join("logs"))?;
+    std::fs::create_dir_all(dir.join("data"))?;
+    let addr = fleet::free_port()?;
+    let mut cmd = tokio::process::Command::new(fleet::default_bin_dir()?.join("coordinator"));
+    cmd.arg("--listen").arg(addr.to_string()).arg("--data-dir").arg(dir.join("data"));
+    let mut proc = fleet::spawn_logged(cmd, "coordinator", &dir.join("logs"))?;
+    let url = format!("http://{addr}");
+    let result = async {
+        let mut client = loop {
+            if let Ok(c) = vmedia_proto::v1::nodes_client::NodesClient::connect(url.clone()).await {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let _ = client.list_nodes(pb::ListNodesRequest { limit: 1, ..Default::default() }).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rss0 = proc.rss_kib().unwrap_or(0);
+        let m = args.memory_nodes;
+        say(args, format!("memory: enrolling {m} nodes"));
+        let t = Instant::now();
+        let lat: Vec<Result<Duration>> = futures::stream::iter(0..m)
+            .map(|i| {
+                let mut c = client.clone();
+                async move {
+                    let t = Instant::now();
+                    c.create_node(memory_node(i))
+                        .await
+                        .map_err(|s| anyhow!("create node {i}: {}", s.message()))?;
+                    Ok(t.elapsed())
+                }
+            })
+            .buffer_unordered(128)
+            .collect()
+            .await;
+        let mut lat = lat.into_iter().collect::<Result<Vec<_>>>()?;
+        let enroll_s = t.elapsed().as_secs_f64();
+        // Let caches settle, then measure.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let rss1 = proc.rss_kib().unwrap_or(0);
+        // Single-request latency of GetNode, sequential.
+        let mut get_lat = Vec::new();
+        for i in (0..m).step_by((m / 1000).max(1)) {
+            let t = Instant::now();
+            client
+                .get_node(pb::GetNodeRequest { node: format!("mem-{i:06}") })
+                .await
+                .map_err(|s| anyhow!("get node: {}", s.message()))?;
+            get_lat.push(t.elapsed());
+        }
+        lat.sort();
+        get_lat.sort();
+        Ok::<_, anyhow::Error>(json!({
+            "nodes_enrolled": m,
+            "enroll_s": round3(enroll_s),
+            "creates_per_s": round3(m as f64 / enroll_s),
+            "rss_kib_before": rss0,
+            "rss_kib_after": rss1,
+            "rss_bytes_per_node": ((rss1.saturating_sub(rss0)) as f64 * 1024.0 / m as f64).round(),
+            "create_latency_ms_p50_at_128_in_flight": ms(pct(&lat, 0.50)),
+            "create_latency_ms_p99_at_128_in_flight": ms(pct(&lat, 0.99)),
+            "get_latency_ms_p50": ms(pct(&get_lat, 0.50)),
+            "get_latency_ms_p99": ms(pct(&get_lat, 0.99)),
+        }))
+    }
+    .await;
+    proc.stop(Duration::from_secs(5)).await;
+    result
+}
+
+fn memory_node(i: usize) -> pb::CreateNodeRequest {
+    let ip = [10u8, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+    let mut driver_info = std::collections::HashMap::new();
+    driver_info.insert("irmc_address".to_string(), format!("{}.{}.{}.{}", ip[0], ip[1], ip[2], ip[3]));
+    driver_info.insert("irmc_username".to_string(), "admin".to_string());
+    driver_info.insert("irmc_password".to_string(), "bench-password".to_string());
+    driver_info.insert("deploy_iso".to_string(), "deploy.iso".to_string());
+    let mut instance_info = std::collections::HashMap::new();
+    instance_info.insert("image_source".to_string(), "http://images.example/disk.img".to_string());
+    instance_info.insert("image_checksum".to_string(), "0".repeat(64));
+    pb::CreateNodeRequest {
+        name: format!("mem-{i:06}"),
+        driver: "irmc".into(),
+        driver_info,
+        instance_info,
+        macs: vec![format!("52:54:{:02x}:{:02x}:{:02x}:{:02x}", ip[0], ip[1], ip[2], ip[3])],
+        ..Default::default()
+    }
+}
+
+async fn realistic(args: &BenchArgs, dir: PathBuf) -> Result<serde_json::Value> {
+    let n = args.realistic_nodes;
+    let m = args.realistic_shares;
+    let c = args.realistic_capacity;
+    let mut spec = FleetSpec::new(n, m, dir, fleet::default_bin_dir()?);
+    spec.agent_capacity = c;
+    spec.image_bytes = args.realistic_image_bytes;
+    spec.sim_args = vec![
+        "--fault".into(),
+        format!("latency={}ms..{}ms", args.latency_min_ms, args.latency_max_ms),
+        "--boot-delay".into(),
+        format!("{}ms", (args.realistic_boot_s * 1000.0) as u64),
+        "--download-limit".into(),
+        args.bandwidth.to_string(),
+        "--seed".into(),
+        "7".into(),
+    ];
+    say(args, format!("realistic: {n} nodes, {m} shares of capacity {c}, boot {} s", args.realistic_boot_s));
+    let f = Fleet::start(spec).await?;
+    let result = async {
+        let uuids = f.enroll_all().await?;
+        f.make_available(&uuids, Duration::from_secs(3600), |_, _| {}).await?;
+        let bmc0 = bmc_total(&f).await;
+        let t = Instant::now();
+        f.bulk(&uuids, "deploy").await?;
+        let nodes = fleet::wait_until(&f.coordinator_url(), Duration::from_secs(7200), |x| {
+            x.provision_state == "active" || fleet::is_failed(x)
+        }, |cnt| {
+            if !args.json {
+                eprint!("\rbench: realistic {:.0} s: {}          ", t.elapsed().as_secs_f64(),
+                    cnt.iter().map(|(s, k)| format!("{s} {k}")).collect::<Vec<_>>().join(", "));
+            }
+        })
+        .await?;
+        let makespan = t.elapsed().as_secs_f64();
+        if !args.json {
+            eprintln!();
+        }
+        let bmc_per_node = (bmc_total(&f).await - bmc0) as f64 / n as f64;
+        // Lower bound from the same parameters: each node needs its BMC requests in
+        // sequence at the mean injected latency, the ramdisk boot and the image download;
+        // a share runs at most `c` such nodes at once, so it needs at least
+        // ceil(nodes_on_share / c) rounds of that per-node time.
+        let mean_latency = (args.latency_min_ms + args.latency_max_ms) as f64 / 2000.0;
+        let per_node = bmc_per_node * mean_latency
+            + args.realistic_boot_s
+            + args.realistic_image_bytes as f64 / args.bandwidth as f64;
+        let mut per_share: BTreeMap<String, usize> = BTreeMap::new();
+        for x in &nodes {
+            *per_share.entry(x.share.clone()).or_insert(0) += 1;
+        }
+        let rounds = per_share.values().map(|k| k.div_ceil(c as usize)).max().unwrap_or(1);
+        let lower_bound = rounds as f64 * per_node;
+        Ok::<_, anyhow::Error>(json!({
+            "nodes": n,
+            "shares": m,
+            "capacity_per_share": c,
+            "bmc_latency_ms": format!("{}..{}", args.latency_min_ms, args.latency_max_ms),
+            "ramdisk_boot_s": args.realistic_boot_s,
+            "image_bytes": args.realistic_image_bytes,
+            "download_bytes_per_s": args.bandwidth,
+            "nodes_active": nodes.iter().filter(|x| x.provision_state == "active").count(),
+            "bmc_requests_per_deploy": round3(bmc_per_node),
+            "per_node_time_s": round3(per_node),
+            "rounds_per_share": rounds,
+            "lower_bound_s": round3(lower_bound),
+            "makespan_s": round3(makespan),
+            "ratio": round3(makespan / lower_bound),
+            "per_share": per_share,
+        }))
+    }
+    .await;
+    f.shutdown().await;
+    result
+}
+
+fn pct(v: &[Duration], p: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    round3(d.as_secs_f64() * 1000.0)
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
