@@ -1,1 +1,136 @@
-//! gRPC client plumbing shared by the coordinator-facing subcommands (placeholder).
+//! gRPC plumbing shared by the coordinator-facing subcommands (`node`, `share`, `watch`):
+//! connecting, `key=value` argument parsing and plain-text tables.
+
+use std::collections::HashMap;
+
+use anyhow::Context as _;
+use tonic::transport::{Channel, Endpoint};
+use vmedia_proto::v1::nodes_client::NodesClient;
+use vmedia_proto::v1::shares_client::SharesClient;
+
+/// Clients of the coordinator's public services, sharing one HTTP/2 connection.
+#[derive(Clone)]
+pub struct Clients {
+    pub nodes: NodesClient<Channel>,
+    pub shares: SharesClient<Channel>,
+}
+
+/// Normalises `host:port` to `http://host:port`; leaves a URL with a scheme as it is.
+pub fn endpoint_url(addr: &str) -> String {
+    let addr = addr.trim();
+    if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+/// Connects to the coordinator at `addr` (with or without `http://`).
+pub async fn connect(addr: &str) -> anyhow::Result<Clients> {
+    let url = endpoint_url(addr);
+    let endpoint = Endpoint::from_shared(url.clone())
+        .with_context(|| format!("bad coordinator address {addr:?}"))?
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .tcp_nodelay(true);
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to the coordinator at {url}"))?;
+    // Bulk enrolment sends large lists; raise tonic's 4 MiB default decode limit both ways.
+    let max = 64 * 1024 * 1024;
+    Ok(Clients {
+        nodes: NodesClient::new(channel.clone())
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+        shares: SharesClient::new(channel)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+    })
+}
+
+/// Turns a gRPC status into an error whose text is the server's message (no debug noise).
+pub fn status_err(op: &str, s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{op}: {} ({:?})", s.message(), s.code())
+}
+
+/// Parses `key=value` arguments into a map; the value may itself contain '='.
+pub fn parse_kv(items: &[String], flag: &str) -> anyhow::Result<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    for item in items {
+        let (k, v) = item
+            .split_once('=')
+            .with_context(|| format!("{flag} {item:?}: expected KEY=VALUE"))?;
+        if k.is_empty() {
+            anyhow::bail!("{flag} {item:?}: empty key");
+        }
+        out.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(out)
+}
+
+/// Renders rows under headers with columns padded to their widest cell.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let w = widths.get(i).copied().unwrap_or(0);
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(headers.to_vec(), &mut out);
+    for row in rows {
+        line(row.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+/// Sorted `k=v, k=v` rendering of a map for human output.
+pub fn kv_line(map: &HashMap<String, String>) -> String {
+    let mut items: Vec<_> = map.iter().collect();
+    items.sort();
+    items
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_get_a_scheme() {
+        assert_eq!(endpoint_url("127.0.0.1:50051"), "http://127.0.0.1:50051");
+        assert_eq!(endpoint_url("https://c:1"), "https://c:1");
+    }
+
+    #[test]
+    fn kv_parsing_keeps_equals_in_values() {
+        let m = parse_kv(&["a=b=c".into()], "--x").unwrap();
+        assert_eq!(m["a"], "b=c");
+        assert!(parse_kv(&["nokey".into()], "--x").is_err());
+        assert!(parse_kv(&["=v".into()], "--x").is_err());
+    }
+
+    #[test]
+    fn table_pads_columns() {
+        let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
+        assert_eq!(t, "A    BB\nxxx  y\n");
+    }
+}

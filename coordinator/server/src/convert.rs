@@ -1,0 +1,343 @@
+//! Conversion between wire types (`vmedia_proto::v1`) and domain types (`coordinator_core`).
+//!
+//! This is the only module that knows both. Reads always mask secrets (`core::mask`);
+//! only `RevealSecrets` and the job sent to an agent carry clear text.
+
+use std::collections::{BTreeMap, HashMap};
+
+use coordinator_core as core;
+use coordinator_core::{
+    BmcTarget, CoreError, InterfaceCheck, JobIntent, JobOutputs, JobResult, JobSpec, Node,
+    NodeSpec, Placement,
+};
+use uuid::Uuid;
+use vmedia_proto::v1 as pb;
+
+use crate::error::ServerError;
+
+impl From<CoreError> for ServerError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Invalid { .. } => ServerError::InvalidArgument {
+                what: e.to_string(),
+            },
+            // A verb refused in this state or in maintenance, an event out of place:
+            // the request is fine but the node's state does not allow it.
+            _ => ServerError::NotAllowed {
+                what: e.to_string(),
+            },
+        }
+    }
+}
+
+fn btree(m: HashMap<String, String>) -> BTreeMap<String, String> {
+    m.into_iter().collect()
+}
+
+fn hash(m: &BTreeMap<String, String>) -> HashMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// Parses a uuid given in a request field, naming the field on failure.
+pub fn parse_uuid(field: &str, s: &str) -> Result<Uuid, ServerError> {
+    Uuid::parse_str(s)
+        .map_err(|_| ServerError::invalid(format!("{field}: not a valid UUID: {s:?}")))
+}
+
+/// The spec a `CreateNodeRequest` asks for (not yet validated or normalised).
+pub fn spec_from_create(req: pb::CreateNodeRequest) -> Result<NodeSpec, ServerError> {
+    let uuid = if req.uuid.trim().is_empty() {
+        Uuid::new_v4()
+    } else {
+        parse_uuid("uuid", req.uuid.trim())?
+    };
+    let mut spec = NodeSpec::new(uuid);
+    if !req.name.is_empty() {
+        spec.name = Some(req.name);
+    }
+    if !req.driver.is_empty() {
+        spec.driver = req.driver;
+    }
+    spec.driver_info = btree(req.driver_info);
+    spec.instance_info = btree(req.instance_info);
+    spec.properties = btree(req.properties);
+    spec.macs = req.macs;
+    spec.share_selector = btree(req.share_selector);
+    Ok(spec)
+}
+
+/// Applies a merge-update to a copy of the spec.
+pub fn apply_update(spec: &NodeSpec, req: pb::UpdateNodeRequest) -> NodeSpec {
+    let mut s = spec.clone();
+    if let Some(name) = req.name {
+        s.name = if name.is_empty() { None } else { Some(name) };
+    }
+    merge(&mut s.driver_info, req.driver_info, &req.driver_info_remove);
+    merge(
+        &mut s.instance_info,
+        req.instance_info,
+        &req.instance_info_remove,
+    );
+    merge(&mut s.properties, req.properties, &req.properties_remove);
+    if req.replace_macs {
+        s.macs = req.macs;
+    } else {
+        for m in req.macs {
+            if !s.macs.contains(&m) {
+                s.macs.push(m);
+            }
+        }
+    }
+    if req.replace_share_selector {
+        s.share_selector = btree(req.share_selector);
+    } else {
+        s.share_selector.extend(req.share_selector);
+    }
+    if let Some(m) = req.maintenance {
+        s.maintenance = m;
+    }
+    s
+}
+
+fn merge(map: &mut BTreeMap<String, String>, set: HashMap<String, String>, remove: &[String]) {
+    for k in remove {
+        map.remove(k);
+    }
+    map.extend(set);
+}
+
+/// A node as every read shows it: secrets masked.
+pub fn node_to_proto(n: &Node, queue_position: u64) -> pb::Node {
+    let st = &n.status;
+    pb::Node {
+        uuid: n.spec.uuid.to_string(),
+        name: n.spec.name.clone().unwrap_or_default(),
+        driver: n.spec.driver.clone(),
+        driver_info: hash(&core::mask(&n.spec.driver_info)),
+        instance_info: hash(&core::mask(&n.spec.instance_info)),
+        properties: hash(&n.spec.properties),
+        macs: n.spec.macs.clone(),
+        share_selector: hash(&n.spec.share_selector),
+        provision_state: st.provision_state.as_str().to_owned(),
+        target_provision_state: st
+            .target_provision_state
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
+        last_error: st.last_error.clone().unwrap_or_default(),
+        power_state: st
+            .power_state
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default(),
+        share: st.share.clone().unwrap_or_default(),
+        progress: st.progress.clone(),
+        queue_position,
+        created_at_ms: st.created_at_ms,
+        updated_at_ms: st.updated_at_ms,
+        provision_updated_at_ms: st.provision_updated_at_ms,
+        maintenance: n.spec.maintenance,
+    }
+}
+
+/// The watch event for a node's current status.
+pub fn node_event(n: &Node, queue_position: u64, at_ms: i64) -> pb::NodeEvent {
+    let st = &n.status;
+    pb::NodeEvent {
+        node_uuid: n.spec.uuid.to_string(),
+        node_name: n.spec.name.clone().unwrap_or_default(),
+        provision_state: st.provision_state.as_str().to_owned(),
+        target_provision_state: st
+            .target_provision_state
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
+        last_error: st.last_error.clone().unwrap_or_default(),
+        progress: st.progress.clone(),
+        share: st.share.clone().unwrap_or_default(),
+        at_ms,
+        queue_position,
+    }
+}
+
+pub fn checks_to_proto(checks: Vec<InterfaceCheck>) -> pb::ValidateNodeResponse {
+    pb::ValidateNodeResponse {
+        interfaces: checks
+            .into_iter()
+            .map(|c| pb::InterfaceValidation {
+                interface: c.interface.to_owned(),
+                result: c.result,
+                reason: c.reason,
+            })
+            .collect(),
+    }
+}
+
+pub fn placement_to_proto(node: Uuid, p: Placement) -> pb::PlacementExplanation {
+    pb::PlacementExplanation {
+        node_uuid: node.to_string(),
+        share: p.chosen.unwrap_or_default(),
+        reason: p.reason,
+        candidates: p
+            .candidates
+            .into_iter()
+            .map(|c| pb::Candidate {
+                share: c.id,
+                eligible: c.eligible,
+                reason: c.reason,
+                score: c.score,
+                load: c.load,
+                capacity: u64::from(c.capacity),
+            })
+            .collect(),
+    }
+}
+
+/// The wire job for a persisted intent. Carries the BMC password and agent token in clear:
+/// it goes only onto the agent's stream, never into logs.
+pub fn job_to_proto(
+    node: Uuid,
+    intent: &JobIntent,
+    spec: &JobSpec,
+    bmc: Option<BmcTarget>,
+) -> pb::Job {
+    use pb::job::Kind;
+    let kind = match spec {
+        JobSpec::PrepareRamdisk {
+            deploy_iso,
+            deploy_kernel,
+            deploy_ramdisk,
+            boot_mode,
+            agent_token,
+            bootif,
+            kernel_append_params,
+        } => Kind::PrepareRamdisk(pb::PrepareRamdisk {
+            deploy_iso: deploy_iso.clone(),
+            deploy_kernel: deploy_kernel.clone(),
+            deploy_ramdisk: deploy_ramdisk.clone(),
+            boot_mode: boot_mode.clone(),
+            agent_token: agent_token.expose().to_owned(),
+            bootif: bootif.clone(),
+            extra_params: HashMap::new(),
+            kernel_append_params: kernel_append_params.clone(),
+        }),
+        JobSpec::WriteImage {
+            callback_url,
+            agent_token,
+            image_source,
+            image_checksum,
+            os_hash_algo,
+            os_hash_value,
+            disk_format,
+            boot_mode,
+            image_type,
+            timeout_s,
+        } => Kind::WriteImage(pb::WriteImage {
+            callback_url: callback_url.clone(),
+            agent_token: agent_token.expose().to_owned(),
+            image_source: image_source.clone(),
+            image_checksum: image_checksum.clone(),
+            os_hash_algo: os_hash_algo.clone(),
+            os_hash_value: os_hash_value.clone(),
+            disk_format: disk_format.clone(),
+            boot_mode: boot_mode.clone(),
+            image_type: image_type.clone(),
+            timeout_s: *timeout_s,
+        }),
+        JobSpec::PrepareInstance {
+            callback_url,
+            agent_token,
+            boot_iso,
+            boot_mode,
+            power_on,
+        } => Kind::PrepareInstance(pb::PrepareInstance {
+            callback_url: callback_url.clone(),
+            agent_token: agent_token.expose().to_owned(),
+            boot_iso: boot_iso.clone(),
+            boot_mode: boot_mode.clone(),
+            power_on: *power_on,
+        }),
+        JobSpec::CleanUp { power_off } => Kind::CleanUp(pb::CleanUp {
+            power_off: *power_off,
+        }),
+        JobSpec::Power { action } => Kind::Power(pb::PowerAction {
+            action: action.clone(),
+        }),
+        JobSpec::BmcInfo => Kind::BmcInfo(pb::BmcInfo {}),
+    };
+    pb::Job {
+        job_id: intent.job_id.to_string(),
+        node_uuid: node.to_string(),
+        bmc: bmc.map(|b| pb::BmcTarget {
+            address: b.address,
+            port: u32::from(b.port),
+            username: b.username,
+            password: b.password.expose().to_owned(),
+            auth_method: b.auth_method,
+            client_timeout_s: b.client_timeout_s,
+            verify_ca: b.verify_ca,
+        }),
+        kind: Some(kind),
+    }
+}
+
+/// A terminal job update as the state machine sees it.
+pub fn job_result(u: &pb::JobUpdate) -> JobResult {
+    let out = u.output.clone().unwrap_or_default();
+    let opt = |s: &str| {
+        if s.is_empty() {
+            None
+        } else {
+            Some(s.to_owned())
+        }
+    };
+    JobResult {
+        ok: u.state == pb::JobState::Succeeded as i32,
+        error: opt(&u.error),
+        retryable: u.retryable,
+        output: JobOutputs {
+            power_state: out.power_state.parse().ok(),
+            root_uuid: opt(&out.root_uuid),
+            bmc_model: opt(&out.bmc_model),
+            bmc_firmware: opt(&out.bmc_firmware),
+            bmc_has_virtual_fd: if out.bmc_model.is_empty() {
+                None
+            } else {
+                Some(out.bmc_has_virtual_fd)
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_request_defaults() {
+        let spec = spec_from_create(pb::CreateNodeRequest::default()).unwrap();
+        assert_eq!(spec.driver, "irmc");
+        assert_eq!(spec.name, None);
+        let err = spec_from_create(pb::CreateNodeRequest {
+            uuid: "nope".into(),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "uuid: not a valid UUID: \"nope\"");
+    }
+
+    #[test]
+    fn update_merges_and_removes() {
+        let mut spec = NodeSpec::new(Uuid::nil());
+        spec.driver_info.insert("a".into(), "1".into());
+        spec.driver_info.insert("b".into(), "2".into());
+        let s = apply_update(
+            &spec,
+            pb::UpdateNodeRequest {
+                driver_info: [("c".to_string(), "3".to_string())].into(),
+                driver_info_remove: vec!["a".into()],
+                maintenance: Some(true),
+                ..Default::default()
+            },
+        );
+        assert_eq!(s.driver_info.keys().collect::<Vec<_>>(), ["b", "c"]);
+        assert!(s.maintenance);
+    }
+}

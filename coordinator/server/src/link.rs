@@ -1,0 +1,125 @@
+//! The `AgentLink` service: share-agent sessions and the ramdisk lookup/heartbeat relays.
+//!
+//! Kept apart from the public API so it can move to its own (mTLS) listener: it needs only
+//! an [`EngineHandle`].
+
+use std::pin::Pin;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+use vmedia_proto::v1 as pb;
+use vmedia_proto::v1::agent_link_server::AgentLink;
+use vmedia_proto::v1::agent_message::Msg;
+
+use crate::engine::{Cmd, EngineHandle};
+use crate::error::ServerError;
+
+#[derive(Clone)]
+pub struct Link {
+    pub engine: EngineHandle,
+}
+
+#[tonic::async_trait]
+impl AgentLink for Link {
+    type SessionStream =
+        Pin<Box<dyn Stream<Item = Result<pb::CoordinatorMessage, Status>> + Send + 'static>>;
+
+    async fn session(
+        &self,
+        req: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let mut inbound = req.into_inner();
+        let first = inbound.message().await?.ok_or_else(|| {
+            Status::invalid_argument("AgentLink.Session: the stream ended before hello")
+        })?;
+        let hello = match first.msg {
+            Some(Msg::Hello(h)) => h,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "AgentLink.Session: the first message must be hello",
+                ));
+            }
+        };
+        let agent = hello.agent_id.trim().to_owned();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let session = self
+            .engine
+            .call("agent hello", |reply| Cmd::Hello {
+                hello: Box::new(hello),
+                tx,
+                reply,
+            })
+            .await?;
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = match inbound.message().await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(agent = %agent, error = %e, "agent stream error");
+                        break;
+                    }
+                };
+                let cmd = match msg.msg {
+                    Some(Msg::Heartbeat(heartbeat)) => Cmd::AgentHeartbeat {
+                        agent: agent.clone(),
+                        session,
+                        heartbeat,
+                    },
+                    Some(Msg::JobUpdate(update)) => Cmd::JobUpdate {
+                        agent: agent.clone(),
+                        session,
+                        update,
+                    },
+                    Some(Msg::Hello(_)) | None => {
+                        tracing::warn!(agent = %agent, "unexpected message on an established session ignored");
+                        continue;
+                    }
+                };
+                if engine.tell("agent message", cmd).await.is_err() {
+                    return;
+                }
+            }
+            let _ = engine
+                .tell("agent stream closed", Cmd::SessionClosed { agent, session })
+                .await;
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+        )))
+    }
+
+    async fn ramdisk_lookup(
+        &self,
+        req: Request<pb::RamdiskLookupRequest>,
+    ) -> Result<Response<pb::RamdiskLookupResponse>, Status> {
+        let req = req.into_inner();
+        if req.node_uuid.is_empty() && req.addresses.iter().all(|a| a.trim().is_empty()) {
+            return Err(ServerError::invalid(
+                "addresses: at least one MAC address or node_uuid is required",
+            )
+            .into());
+        }
+        let r = self
+            .engine
+            .call("ramdisk lookup", |reply| Cmd::RamdiskLookup { req, reply })
+            .await?;
+        Ok(Response::new(r))
+    }
+
+    async fn ramdisk_heartbeat(
+        &self,
+        req: Request<pb::RamdiskHeartbeatRequest>,
+    ) -> Result<Response<pb::RamdiskHeartbeatResponse>, Status> {
+        let req = req.into_inner();
+        self.engine
+            .call("ramdisk heartbeat", |reply| Cmd::RamdiskHeartbeat {
+                req,
+                reply,
+            })
+            .await?;
+        Ok(Response::new(pb::RamdiskHeartbeatResponse {}))
+    }
+}
