@@ -219,8 +219,8 @@ pub fn init_dev_pki(spec: &PkiSpec) -> Result<DevPki> {
 
     // One client certificate per agent.
     for (id, (cert_path, key_path)) in &pki.agents {
-        let mut p = CertificateParams::new(vec![id.clone()])
-            .with_context(|| format!("agent id {id:?}"))?;
+        let mut p =
+            CertificateParams::new(vec![id.clone()]).with_context(|| format!("agent id {id:?}"))?;
         p.distinguished_name.push(DnType::CommonName, id.as_str());
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -308,7 +308,11 @@ mod tests {
         let pki = init_dev_pki(&spec(dir.path())).unwrap();
         for p in [&pki.ca_cert, &pki.coordinator_cert] {
             let t = std::fs::read_to_string(p).unwrap();
-            assert!(t.starts_with("-----BEGIN CERTIFICATE-----"), "{}", p.display());
+            assert!(
+                t.starts_with("-----BEGIN CERTIFICATE-----"),
+                "{}",
+                p.display()
+            );
         }
         for p in [
             &pki.ca_key,
@@ -329,7 +333,10 @@ mod tests {
         assert_ne!(admin, reader);
         assert!(tokens.contains(&format!("admin {}", admin.trim())));
         assert!(tokens.contains(&format!("reader {}", reader.trim())));
-        assert!(init_dev_pki(&spec(dir.path())).is_err(), "no silent overwrite");
+        assert!(
+            init_dev_pki(&spec(dir.path())).is_err(),
+            "no silent overwrite"
+        );
         let again = init_dev_pki(&PkiSpec {
             force: true,
             ..spec(dir.path())
@@ -351,8 +358,8 @@ mod tests {
     /// certificate from another CA.
     #[tokio::test]
     async fn certificates_chain_in_a_real_mutual_tls_handshake() {
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
         use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
         use std::sync::Arc;
 
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -418,11 +425,8 @@ mod tests {
                 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
                 tls.write_all(b"x").await?;
                 let mut b = [0u8; 1];
-                match tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    tls.read(&mut b),
-                )
-                .await
+                match tokio::time::timeout(std::time::Duration::from_secs(5), tls.read(&mut b))
+                    .await
                 {
                     Ok(Ok(1)) if b == *b"x" => Ok(()),
                     Ok(Err(e)) => Err(e),
@@ -431,7 +435,9 @@ mod tests {
             }
         };
         let (c, k) = pki.agents["share-1"].clone();
-        handshake(c, k).await.expect("an agent of our CA is accepted");
+        handshake(c, k)
+            .await
+            .expect("an agent of our CA is accepted");
         let (c, k) = rogue.agents["share-1"].clone();
         assert!(
             handshake(c, k).await.is_err(),

@@ -3,7 +3,7 @@
 use coordinator_core::{Node, NodeStatus, Secret};
 use uuid::Uuid;
 
-use crate::{StoreError, decode_spec};
+use crate::{SecretKeys, StoreError, decode_spec};
 
 /// The status as stored: JSON without the token, plus the derived filter columns.
 pub(crate) struct EncodedStatus {
@@ -15,7 +15,14 @@ pub(crate) struct EncodedStatus {
     pub token: Option<String>,
 }
 
-pub(crate) fn encode_status(uuid: Uuid, s: &NodeStatus) -> Result<EncodedStatus, StoreError> {
+/// Field name the agent token is bound to when sealed.
+const TOKEN_FIELD: &str = "status.agent_token";
+
+pub(crate) fn encode_status(
+    uuid: Uuid,
+    s: &NodeStatus,
+    keys: Option<&SecretKeys>,
+) -> Result<EncodedStatus, StoreError> {
     let json = serde_json::to_string(s).map_err(|e| StoreError::Corrupt {
         node: uuid.to_string(),
         what: "status",
@@ -27,7 +34,11 @@ pub(crate) fn encode_status(uuid: Uuid, s: &NodeStatus) -> Result<EncodedStatus,
         share: s.share.clone(),
         has_error: s.last_error.is_some(),
         in_flight: s.in_flight(),
-        token: s.agent_token.as_ref().map(|t| t.expose().to_string()),
+        token: match (&s.agent_token, keys) {
+            (None, _) => None,
+            (Some(t), None) => Some(t.expose().to_string()),
+            (Some(t), Some(k)) => Some(k.seal(&format!("{uuid}/{TOKEN_FIELD}"), t.expose())?),
+        },
     })
 }
 
@@ -38,6 +49,7 @@ pub(crate) fn decode_node(
     spec: &str,
     status: &str,
     token: Option<String>,
+    keys: Option<&SecretKeys>,
 ) -> Result<Node, StoreError> {
     let uuid = Uuid::from_slice(&raw_uuid).map_err(|e| StoreError::Corrupt {
         node: format!("{raw_uuid:02x?}"),
@@ -45,13 +57,30 @@ pub(crate) fn decode_node(
         detail: e.to_string(),
     })?;
     let node = uuid.to_string();
-    let spec = decode_spec(&node, spec)?;
+    let spec = decode_spec(&node, spec, keys)?;
     let mut status: NodeStatus = serde_json::from_str(status).map_err(|e| StoreError::Corrupt {
-        node,
+        node: node.clone(),
         what: "status",
         detail: e.to_string(),
     })?;
-    status.agent_token = token.map(Secret::new);
+    status.agent_token = match token {
+        Some(t) if t.starts_with(crate::secrets::SEALED_PREFIX) => {
+            let keys = keys.ok_or_else(|| StoreError::Sealed {
+                node: node.clone(),
+                field: TOKEN_FIELD.to_string(),
+                detail: "it is encrypted and no secret key was given".to_string(),
+            })?;
+            let clear = keys
+                .open(&format!("{uuid}/{TOKEN_FIELD}"), &t)
+                .map_err(|detail| StoreError::Sealed {
+                    node: node.clone(),
+                    field: TOKEN_FIELD.to_string(),
+                    detail,
+                })?;
+            Some(Secret::new(clear))
+        }
+        other => other.map(Secret::new),
+    };
     Ok(Node {
         spec,
         status,

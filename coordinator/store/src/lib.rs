@@ -10,18 +10,33 @@
 //! - Placement is kept in `NodeStatus::share` (no separate assignment table): it
 //!   changes only through the state machine, so one optimistic-concurrency version
 //!   guards it together with the rest of the status.
-//! - [`SqliteStore::open`]`(data_dir)`: file `data_dir/coordinator.sqlite`, WAL,
+//! - [`SqliteStore::open_with`]`(data_dir, keys)`: file `data_dir/coordinator.sqlite`, WAL,
 //!   `synchronous=NORMAL`, versioned migrations in table `schema_version`.
-//! - [`PgStore::connect`]`(url)`: PostgreSQL, same layout and semantics, for several
-//!   coordinator replicas on one database.
+//! - [`PgStore::connect_with`]`(url, keys)`: PostgreSQL, same layout and semantics, for
+//!   several coordinator replicas on one database; [`PgStore::campaign`] elects the one
+//!   leader (session advisory lock on a dedicated connection, [`LeaderLease`]) and
+//!   [`PgStore::leader`] tells followers where it is.
+//! - [`SecretKeys`]: the at-rest key file (current key + old keys, by id).
 //! - [`conformance::run_all`]: the backend-independent test suite.
-//! - [`encode_spec`]/[`decode_spec`]: the single place driver_info is serialised
-//!   (where at-rest encryption of secrets will go).
+//! - [`encode_spec`]/[`decode_spec`]: the single place driver_info is serialised, and
+//!   so the single place secrets are sealed and opened.
+//!
+//! # Secrets at rest
+//! With keys (the coordinator always has some), every secret value of driver_info and
+//! instance_info ([`coordinator_core::is_secret_key`]: the BMC password ...) and the
+//! ramdisk agent token are sealed with XChaCha20-Poly1305 before they reach SQL, bound
+//! to their node and field (`secrets.rs`). Opening checks the keys first: a wrong key, or
+//! stored values sealed with a key that was not given, or sealed values and no key at
+//! all, is a [`StoreError::SecretKey`] at start-up, never clear text written later.
+//! Share passwords are not stored here at all: they stay in each share agent's own
+//! configuration and only the share's user name reaches the coordinator.
 //!
 //! # Layout
 //! - `lib.rs` the trait and error; `codec.rs` what goes into each column (shared);
-//!   `sqlite.rs`, `postgres.rs` the backends; `conformance.rs` the shared suite.
-//! - Tests: `tests/sqlite.rs`, `tests/postgres.rs` (starts its own throwaway cluster).
+//!   `secrets.rs` the key file and the AEAD; `sqlite.rs`, `postgres.rs` the backends;
+//!   `conformance.rs` the shared suite.
+//! - Tests: `tests/sqlite.rs`, `tests/secrets.rs` (bytes of the SQLite file),
+//!   `tests/postgres.rs` (starts its own throwaway cluster; suite + leader election).
 //!
 //! # Row layout (both backends)
 //! uuid as 16 bytes (byte order = uuid order, so pagination is a range scan),
@@ -48,9 +63,11 @@ use uuid::Uuid;
 mod codec;
 pub mod conformance;
 mod postgres;
+mod secrets;
 mod sqlite;
 
-pub use postgres::PgStore;
+pub use postgres::{LeaderLease, PgStore};
+pub use secrets::SecretKeys;
 pub use sqlite::SqliteStore;
 
 /// Everything a store can fail with. Each variant names the node or the operation.
@@ -88,6 +105,20 @@ pub enum StoreError {
     },
     #[error("store: migration to schema version {version} failed: {detail}")]
     Migration { version: i64, detail: String },
+    /// A secret key problem: a missing, unreadable or wrong key file, or stored secrets
+    /// sealed with a key that was not given. Never carries key material or a secret.
+    #[error("store: secret key: {what}")]
+    SecretKey { what: String },
+    /// Leadership among coordinator replicas is lost or unconfirmed.
+    #[error("store: leader lease: {what}")]
+    Lease { what: String },
+    /// A stored secret of `node` cannot be opened (wrong key, altered data).
+    #[error("store: node {node}: cannot open the stored secret {field}: {detail}")]
+    Sealed {
+        node: String,
+        field: String,
+        detail: String,
+    },
 }
 
 /// Filters for [`Store::list_nodes`]; all set fields must match.
@@ -164,23 +195,77 @@ pub trait Store: Send + Sync + 'static {
     async fn drained_agents(&self) -> Result<Vec<String>, StoreError>;
 }
 
-/// Serialises a spec for storage. The ONE place driver_info goes to bytes: at-rest
-/// encryption of secret keys will be added here.
-pub fn encode_spec(spec: &NodeSpec) -> Result<String, StoreError> {
-    serde_json::to_string(spec).map_err(|e| StoreError::Corrupt {
+/// Serialises a spec for storage. The ONE place driver_info goes to bytes: with `keys`,
+/// every secret value ([`coordinator_core::is_secret_key`]) of driver_info and
+/// instance_info is sealed under the current key, bound to the node and field. Without
+/// keys the secrets are stored as given (library users and tests only: the coordinator
+/// always passes keys).
+pub fn encode_spec(spec: &NodeSpec, keys: Option<&SecretKeys>) -> Result<String, StoreError> {
+    let text = match keys {
+        None => serde_json::to_string(spec),
+        Some(keys) => {
+            let mut sealed = spec.clone();
+            let uuid = spec.uuid;
+            for (section, map) in [
+                ("driver_info", &mut sealed.driver_info),
+                ("instance_info", &mut sealed.instance_info),
+            ] {
+                for (k, v) in map.iter_mut() {
+                    if coordinator_core::is_secret_key(k) && !v.is_empty() {
+                        *v = keys.seal(&format!("{uuid}/{section}.{k}"), v)?;
+                    }
+                }
+            }
+            serde_json::to_string(&sealed)
+        }
+    };
+    text.map_err(|e| StoreError::Corrupt {
         node: spec.uuid.to_string(),
         what: "spec",
         detail: e.to_string(),
     })
 }
 
-/// Inverse of [`encode_spec`].
-pub fn decode_spec(node: &str, text: &str) -> Result<NodeSpec, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+/// Inverse of [`encode_spec`]. A sealed value needs `keys` holding its key id; a secret
+/// stored in clear (written without keys) is returned as it is and is sealed by the
+/// next write that has keys.
+pub fn decode_spec(
+    node: &str,
+    text: &str,
+    keys: Option<&SecretKeys>,
+) -> Result<NodeSpec, StoreError> {
+    let mut spec: NodeSpec = serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
         node: node.to_string(),
         what: "spec",
         detail: e.to_string(),
-    })
+    })?;
+    let uuid = spec.uuid;
+    for (section, map) in [
+        ("driver_info", &mut spec.driver_info),
+        ("instance_info", &mut spec.instance_info),
+    ] {
+        for (k, v) in map.iter_mut() {
+            if !v.starts_with(secrets::SEALED_PREFIX) {
+                continue;
+            }
+            let field = format!("{section}.{k}");
+            let Some(keys) = keys else {
+                return Err(StoreError::Sealed {
+                    node: node.to_string(),
+                    field,
+                    detail: "it is encrypted and no secret key was given".to_string(),
+                });
+            };
+            *v = keys
+                .open(&format!("{uuid}/{field}"), v)
+                .map_err(|detail| StoreError::Sealed {
+                    node: node.to_string(),
+                    field: field.clone(),
+                    detail,
+                })?;
+        }
+    }
+    Ok(spec)
 }
 
 /// Where the SQLite file lives inside a data dir.

@@ -6,15 +6,18 @@
 //! together migrate once.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use coordinator_core::{Node, NodeId, NodeSpec, NodeStatus};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+use sqlx::{Connection as _, PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::codec::{decode_node, encode_status, to_i64};
-use crate::{NodeFilter, Store, StoreError, encode_spec};
+use crate::secrets::{KEY_CHECK_AAD, KEY_CHECK_PLAIN, SEALED_PREFIX};
+use crate::{NodeFilter, SecretKeys, Store, StoreError, encode_spec};
 
 /// Rows per multi-row statement (10 parameters each; Postgres allows 65,535).
 const BATCH_ROWS: usize = 500;
@@ -22,9 +25,10 @@ const BATCH_ROWS: usize = 500;
 /// Arbitrary constant identifying this schema's migration lock.
 const MIGRATION_LOCK: i64 = 0x766d_6564_6961; // "vmedia"
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
     CREATE TABLE nodes (
         uuid            BYTEA PRIMARY KEY,
         name            TEXT UNIQUE,
@@ -45,12 +49,35 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         drained BOOLEAN NOT NULL
     );
     "#,
-)];
+    ),
+    // Secret key checks (see sqlite.rs) and the leader's advertised address.
+    (
+        2,
+        r#"
+    CREATE TABLE secret_keys (
+        id        TEXT PRIMARY KEY,
+        key_check TEXT NOT NULL
+    );
+    CREATE TABLE coordinator_leader (
+        id        INTEGER PRIMARY KEY CHECK (id = 1),
+        address   TEXT NOT NULL,
+        holder    TEXT NOT NULL,
+        since_ms  BIGINT NOT NULL
+    );
+    "#,
+    ),
+];
+
+/// Advisory lock whose holder is the leading coordinator replica.
+const LEADER_LOCK: i64 = 0x76_6d65_6469_614c; // "vmediaL"
 
 /// PostgreSQL store.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    keys: Option<Arc<SecretKeys>>,
+    /// Kept for the leader lease's dedicated connection (never logged: it may hold a password).
+    url: Arc<str>,
 }
 
 fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
@@ -58,17 +85,90 @@ fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 }
 
 impl PgStore {
-    /// Connects (e.g. `postgres://user@127.0.0.1:5432/vmedia`) and migrates.
-    /// The URL is never put into errors or logs: it may hold a password.
+    /// Connects without a secret key (secrets stored as given; see
+    /// [`crate::SqliteStore::open`]).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, None).await
+    }
+
+    /// Connects (e.g. `postgres://user@127.0.0.1:5432/vmedia`), migrates and checks the
+    /// secret keys against the store. The URL is never put into errors or logs: it may
+    /// hold a password.
+    pub async fn connect_with(url: &str, keys: Option<SecretKeys>) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await
             .map_err(db("connect to PostgreSQL"))?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            keys: keys.map(Arc::new),
+            url: Arc::from(url),
+        };
         store.migrate().await?;
+        store.check_keys().await?;
         Ok(store)
+    }
+
+    fn keys(&self) -> Option<&SecretKeys> {
+        self.keys.as_deref()
+    }
+
+    /// Start-up check of the secret keys (same rules as the SQLite backend).
+    async fn check_keys(&self) -> Result<(), StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, key_check FROM secret_keys ORDER BY id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("read secret key checks"))?;
+        let count_sealed = |needle: String| {
+            let pool = self.pool.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM nodes WHERE strpos(spec, $1) > 0 OR strpos(agent_token, $1) = 1",
+                )
+                .bind(needle)
+                .fetch_one(&pool)
+                .await
+                .map_err(db("look for sealed secrets"))
+            }
+        };
+        let Some(keys) = &self.keys else {
+            let sealed = count_sealed(SEALED_PREFIX.to_string()).await?;
+            if !rows.is_empty() || sealed > 0 {
+                let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+                return Err(StoreError::SecretKey {
+                    what: format!(
+                        "this store keeps its secrets encrypted (key ids: {}) but no secret key file was given",
+                        ids.join(", ")
+                    ),
+                });
+            }
+            tracing::warn!("store opened without a secret key: secrets are stored in clear");
+            return Ok(());
+        };
+        for (id, check) in &rows {
+            if keys.has(id) {
+                crate::secrets::verify_check(keys, id, check)?;
+                continue;
+            }
+            let n = count_sealed(format!("{SEALED_PREFIX}{id}:")).await?;
+            if n > 0 {
+                return Err(crate::secrets::missing_key(id, n));
+            }
+        }
+        if !rows.iter().any(|(id, _)| id == keys.current_id()) {
+            sqlx::query(
+                "INSERT INTO secret_keys (id, key_check) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(keys.current_id())
+            .bind(keys.seal(KEY_CHECK_AAD, KEY_CHECK_PLAIN)?)
+            .execute(&self.pool)
+            .await
+            .map_err(db("record secret key check"))?;
+        }
+        Ok(())
     }
 
     pub fn schema_version() -> i64 {
@@ -126,6 +226,87 @@ impl PgStore {
         self.pool.close().await;
     }
 
+    /// Waits until this replica leads: polls `pg_try_advisory_lock` every `poll` on ONE
+    /// dedicated connection (outside the pool), reconnecting after errors. When it gets
+    /// the lock it records `address` (what followers tell clients) and returns the lease.
+    ///
+    /// Why an advisory lock: it lives exactly as long as the session holding it. A leader
+    /// that dies, even by SIGKILL, closes its socket, its backend ends and the lock is
+    /// free for the next poll: take-over costs one poll interval, with no lease expiry to
+    /// wait for and no clock to trust.
+    pub async fn campaign(
+        &self,
+        address: &str,
+        holder: &str,
+        poll: Duration,
+    ) -> Result<LeaderLease, StoreError> {
+        let mut conn: Option<PgConnection> = None;
+        let mut logged_error = false;
+        loop {
+            if conn.is_none() {
+                match PgConnection::connect(&self.url).await {
+                    Ok(c) => conn = Some(c),
+                    Err(e) => {
+                        if !logged_error {
+                            tracing::warn!(error = %e, "leader election: cannot connect to PostgreSQL; retrying");
+                            logged_error = true;
+                        }
+                    }
+                }
+            }
+            if let Some(c) = conn.as_mut() {
+                let got: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(LEADER_LOCK)
+                    .fetch_one(&mut *c)
+                    .await;
+                match got {
+                    Ok(true) => {
+                        let Some(mut c) = conn.take() else { continue };
+                        // If this process is cut off (not killed: a kill closes the
+                        // socket at once), the server notices the dead peer within
+                        // ~11 s and frees the lock. The holder itself gives up sooner
+                        // (`LeaderLease::lost`), so two leaders never overlap.
+                        sqlx::raw_sql(
+                            "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
+                             SET tcp_keepalives_count = 3",
+                        )
+                        .execute(&mut c)
+                        .await
+                        .map_err(db("set keepalives on the leader connection"))?;
+                        sqlx::query(
+                            "INSERT INTO coordinator_leader (id, address, holder, since_ms) \
+                             VALUES (1, $1, $2, $3) ON CONFLICT (id) DO UPDATE SET \
+                             address = excluded.address, holder = excluded.holder, \
+                             since_ms = excluded.since_ms",
+                        )
+                        .bind(address)
+                        .bind(holder)
+                        .bind(now_ms())
+                        .execute(&mut c)
+                        .await
+                        .map_err(db("record the leader address"))?;
+                        return Ok(LeaderLease { conn: c });
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "leader election: lock attempt failed; reconnecting");
+                        conn = None;
+                    }
+                }
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
+    /// The address the leader recorded, with its holder id. After a leader dies this
+    /// names it until the next leader takes over (clients then retry).
+    pub async fn leader(&self) -> Result<Option<(String, String)>, StoreError> {
+        sqlx::query_as("SELECT address, holder FROM coordinator_leader WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read the leader address"))
+    }
+
     async fn diagnose(&self, chunk: &[(Uuid, u64, NodeStatus)]) -> StoreError {
         for (uuid, expected, _) in chunk {
             let found: Result<Option<i64>, _> =
@@ -168,7 +349,7 @@ impl PgStore {
     }
 }
 
-fn decode_row(row: &PgRow) -> Result<Node, StoreError> {
+fn decode_row(row: &PgRow, keys: Option<&SecretKeys>) -> Result<Node, StoreError> {
     decode_node(
         row.try_get("uuid").map_err(db("read uuid"))?,
         row.try_get("version").map_err(db("read version"))?,
@@ -176,6 +357,7 @@ fn decode_row(row: &PgRow) -> Result<Node, StoreError> {
         &row.try_get::<String, _>("status")
             .map_err(db("read status"))?,
         row.try_get("agent_token").map_err(db("read token"))?,
+        keys,
     )
 }
 
@@ -201,8 +383,9 @@ async fn update_one(
     uuid: Uuid,
     expected: u64,
     status: &NodeStatus,
+    keys: Option<&SecretKeys>,
 ) -> Result<u64, StoreError> {
-    let e = encode_status(uuid, status)?;
+    let e = encode_status(uuid, status, keys)?;
     let new_version = expected + 1;
     let done = sqlx::query(
         "UPDATE nodes SET status = $1, provision_state = $2, share = $3, has_error = $4, \
@@ -245,8 +428,8 @@ const SELECT: &str = "SELECT uuid, version, spec, status, agent_token FROM nodes
 #[async_trait]
 impl Store for PgStore {
     async fn create_node(&self, node: &Node) -> Result<(), StoreError> {
-        let spec = encode_spec(&node.spec)?;
-        let e = encode_status(node.spec.uuid, &node.status)?;
+        let spec = encode_spec(&node.spec, self.keys())?;
+        let e = encode_status(node.spec.uuid, &node.status, self.keys())?;
         sqlx::query(
             "INSERT INTO nodes (uuid, name, provision_state, share, has_error, in_flight, \
              version, spec, status, agent_token) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9)",
@@ -277,8 +460,8 @@ impl Store for PgStore {
                 rows.push((
                     n.spec.uuid,
                     n.spec.name.clone(),
-                    encode_spec(&n.spec)?,
-                    encode_status(n.spec.uuid, &n.status)?,
+                    encode_spec(&n.spec, self.keys())?,
+                    encode_status(n.spec.uuid, &n.status, self.keys())?,
                 ));
             }
             let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
@@ -332,7 +515,7 @@ impl Store for PgStore {
                 .await,
             }
             .map_err(db("get node"))?;
-        row.as_ref().map(decode_row).transpose()
+        row.as_ref().map(|r| decode_row(r, self.keys())).transpose()
     }
 
     async fn list_nodes(
@@ -366,7 +549,7 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db("list nodes"))?;
-        rows.iter().map(decode_row).collect()
+        rows.iter().map(|r| decode_row(r, self.keys())).collect()
     }
 
     async fn update_spec(&self, uuid: Uuid, spec: &NodeSpec) -> Result<(), StoreError> {
@@ -375,7 +558,7 @@ impl Store for PgStore {
                 what: format!("node {uuid}: spec carries a different uuid {}", spec.uuid),
             });
         }
-        let text = encode_spec(spec)?;
+        let text = encode_spec(spec, self.keys())?;
         let done = sqlx::query("UPDATE nodes SET spec = $1, name = $2 WHERE uuid = $3")
             .bind(text)
             .bind(spec.name.clone())
@@ -398,7 +581,7 @@ impl Store for PgStore {
         status: &NodeStatus,
     ) -> Result<u64, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(db("update status"))?;
-        update_one(&mut conn, uuid, expected_version, status).await
+        update_one(&mut conn, uuid, expected_version, status, self.keys()).await
     }
 
     async fn update_statuses(
@@ -415,7 +598,7 @@ impl Store for PgStore {
         if !batch.iter().all(|(u, _, _)| seen.insert(*u)) {
             let mut out = Vec::with_capacity(batch.len());
             for (uuid, expected, status) in batch {
-                out.push(update_one(&mut tx, *uuid, *expected, status).await?);
+                out.push(update_one(&mut tx, *uuid, *expected, status, self.keys()).await?);
             }
             tx.commit().await.map_err(db("commit status batch"))?;
             return Ok(out);
@@ -428,7 +611,7 @@ impl Store for PgStore {
             );
             let mut rows = Vec::with_capacity(chunk.len());
             for (uuid, expected, status) in chunk {
-                rows.push((*uuid, *expected, encode_status(*uuid, status)?));
+                rows.push((*uuid, *expected, encode_status(*uuid, status, self.keys())?));
             }
             q.push_values(rows, |mut b, (uuid, expected, e)| {
                 b.push_bind(uuid.as_bytes().to_vec())
@@ -479,7 +662,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db("list in-flight nodes"))?;
-        rows.iter().map(decode_row).collect()
+        rows.iter().map(|r| decode_row(r, self.keys())).collect()
     }
 
     async fn placements(&self) -> Result<Vec<(Uuid, String)>, StoreError> {
@@ -531,5 +714,77 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db("list drained agents"))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Leadership of the coordinator replicas on one database, held by the session of a
+/// dedicated connection (see [`PgStore::campaign`]). Dropping it closes that connection
+/// and so releases leadership.
+pub struct LeaderLease {
+    conn: PgConnection,
+}
+
+impl std::fmt::Debug for LeaderLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LeaderLease")
+    }
+}
+
+impl LeaderLease {
+    /// One round trip on the lease's connection, bounded by `limit`. An error means
+    /// leadership may be gone (the database restarted, the network broke): the holder
+    /// must stop acting as the leader at once.
+    pub async fn check(&mut self, limit: Duration) -> Result<(), StoreError> {
+        let held: Result<Result<bool, sqlx::Error>, _> = tokio::time::timeout(
+            limit,
+            sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+                 AND pid = pg_backend_pid() AND granted \
+                 AND ((classid::bigint << 32) | objid::bigint) = $1)",
+            )
+            .bind(LEADER_LOCK)
+            .fetch_one(&mut self.conn),
+        )
+        .await;
+        match held {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(StoreError::Lease {
+                what: "the leader lock is no longer held by this session".to_string(),
+            }),
+            Ok(Err(e)) => Err(StoreError::Database {
+                op: "check the leader lease",
+                source: e,
+            }),
+            Err(_) => Err(StoreError::Lease {
+                what: format!("the database did not confirm the leader lease within {limit:?}"),
+            }),
+        }
+    }
+
+    /// Resolves when the lease is lost, checking every `interval`; a check that gets no
+    /// answer within `limit` counts as lost. Loss is noticed within `interval + limit`.
+    pub async fn lost(mut self, interval: Duration, limit: Duration) -> StoreError {
+        loop {
+            tokio::time::sleep(interval).await;
+            if let Err(e) = self.check(limit).await {
+                return e;
+            }
+        }
+    }
+
+    /// Gives leadership up now (unlock, then close the connection).
+    pub async fn release(mut self) {
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(LEADER_LOCK)
+            .execute(&mut self.conn)
+            .await;
+        let _ = sqlx::Connection::close(self.conn).await;
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,13 +20,15 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use crate::codec::{decode_node, encode_status, to_i64};
-use crate::{NodeFilter, Store, StoreError, encode_spec, sqlite_path};
+use crate::secrets::{KEY_CHECK_AAD, KEY_CHECK_PLAIN, SEALED_PREFIX};
+use crate::{NodeFilter, SecretKeys, Store, StoreError, encode_spec, sqlite_path};
 
 /// Schema migrations, applied in order; each runs once, in its own transaction,
 /// and bumps `schema_version`. Never edit a released entry: append a new one.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
     CREATE TABLE nodes (
         uuid            BLOB PRIMARY KEY NOT NULL,
         name            TEXT UNIQUE,
@@ -46,7 +49,19 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         drained INTEGER NOT NULL
     );
     "#,
-)];
+    ),
+    // One row per secret key that has sealed values here: a value sealed by that key
+    // (`key_check`) tells a wrong key file from the right one at start-up.
+    (
+        2,
+        r#"
+    CREATE TABLE secret_keys (
+        id        TEXT PRIMARY KEY NOT NULL,
+        key_check TEXT NOT NULL
+    );
+    "#,
+    ),
+];
 
 /// Rows per multi-row statement: 8 parameters each stays far below SQLite's
 /// 32,766-parameter limit while amortising the per-statement cost.
@@ -56,6 +71,8 @@ const BATCH_ROWS: usize = 500;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: sqlx::SqlitePool,
+    /// Seal and open secrets at rest; `None` stores them as given (see [`SqliteStore::open`]).
+    keys: Option<Arc<SecretKeys>>,
 }
 
 fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
@@ -63,9 +80,18 @@ fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 }
 
 impl SqliteStore {
-    /// Opens (creating the dir and file if needed) and migrates to the latest schema.
-    /// Refuses a database written by a newer schema.
+    /// Opens without a secret key: secrets are stored as given. Refuses a store that holds
+    /// sealed secrets. The coordinator never uses this (it always has a key); it is for
+    /// tools and tests. See [`SqliteStore::open_with`].
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, None).await
+    }
+
+    /// Opens (creating the dir and file if needed) and migrates to the latest schema.
+    /// Refuses a database written by a newer schema. With `keys`, secrets are sealed at
+    /// rest; the keys are checked against the store first (wrong key, or a key that
+    /// sealed stored values missing: [`StoreError::SecretKey`]).
+    pub async fn open_with(data_dir: &Path, keys: Option<SecretKeys>) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
             path: data_dir.to_path_buf(),
             source,
@@ -84,8 +110,12 @@ impl SqliteStore {
             .connect_with(opts)
             .await
             .map_err(db("open database"))?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            keys: keys.map(Arc::new),
+        };
         store.migrate().await?;
+        store.check_keys().await?;
         Ok(store)
     }
 
@@ -148,6 +178,68 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Start-up check of the secret keys against what the store holds; records the
+    /// current key's check value.
+    async fn check_keys(&self) -> Result<(), StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, key_check FROM secret_keys ORDER BY id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("read secret key checks"))?;
+        let Some(keys) = &self.keys else {
+            let sealed: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM nodes WHERE instr(spec, ?) > 0 OR instr(agent_token, ?) = 1",
+            )
+            .bind(SEALED_PREFIX)
+            .bind(SEALED_PREFIX)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("look for sealed secrets"))?;
+            if !rows.is_empty() || sealed > 0 {
+                let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+                return Err(StoreError::SecretKey {
+                    what: format!(
+                        "this store keeps its secrets encrypted (key ids: {}) but no secret key file was given",
+                        ids.join(", ")
+                    ),
+                });
+            }
+            tracing::warn!("store opened without a secret key: secrets are stored in clear");
+            return Ok(());
+        };
+        for (id, check) in &rows {
+            if keys.has(id) {
+                crate::secrets::verify_check(keys, id, check)?;
+                continue;
+            }
+            let needle = format!("{SEALED_PREFIX}{id}:");
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM nodes WHERE instr(spec, ?) > 0 OR instr(agent_token, ?) = 1",
+            )
+            .bind(&needle)
+            .bind(&needle)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("look for sealed secrets"))?;
+            if n > 0 {
+                return Err(crate::secrets::missing_key(id, n));
+            }
+        }
+        if !rows.iter().any(|(id, _)| id == keys.current_id()) {
+            sqlx::query("INSERT OR IGNORE INTO secret_keys (id, key_check) VALUES (?, ?)")
+                .bind(keys.current_id())
+                .bind(keys.seal(KEY_CHECK_AAD, KEY_CHECK_PLAIN)?)
+                .execute(&self.pool)
+                .await
+                .map_err(db("record secret key check"))?;
+        }
+        Ok(())
+    }
+
+    fn keys(&self) -> Option<&SecretKeys> {
+        self.keys.as_deref()
+    }
+
     /// Why a batch did not apply: the first entry whose stored version differs.
     async fn diagnose(&self, chunk: &[(Uuid, u64, NodeStatus)]) -> StoreError {
         for (uuid, expected, _) in chunk {
@@ -199,7 +291,7 @@ impl SqliteStore {
 
 const NODE_COLUMNS: &str = "uuid, version, spec, status, agent_token";
 
-fn decode_row(row: &SqliteRow) -> Result<Node, StoreError> {
+fn decode_row(row: &SqliteRow, keys: Option<&SecretKeys>) -> Result<Node, StoreError> {
     decode_node(
         row.try_get("uuid").map_err(db("read uuid"))?,
         row.try_get("version").map_err(db("read version"))?,
@@ -207,6 +299,7 @@ fn decode_row(row: &SqliteRow) -> Result<Node, StoreError> {
         &row.try_get::<String, _>("status")
             .map_err(db("read status"))?,
         row.try_get("agent_token").map_err(db("read token"))?,
+        keys,
     )
 }
 
@@ -234,8 +327,9 @@ async fn update_one(
     uuid: Uuid,
     expected: u64,
     status: &NodeStatus,
+    keys: Option<&SecretKeys>,
 ) -> Result<u64, StoreError> {
-    let e = encode_status(uuid, status)?;
+    let e = encode_status(uuid, status, keys)?;
     let new_version = expected + 1;
     let done = sqlx::query(
         "UPDATE nodes SET status = ?, provision_state = ?, share = ?, has_error = ?, \
@@ -277,8 +371,8 @@ async fn update_one(
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_node(&self, node: &Node) -> Result<(), StoreError> {
-        let spec = encode_spec(&node.spec)?;
-        let e = encode_status(node.spec.uuid, &node.status)?;
+        let spec = encode_spec(&node.spec, self.keys())?;
+        let e = encode_status(node.spec.uuid, &node.status, self.keys())?;
         sqlx::query(
             "INSERT INTO nodes (uuid, name, provision_state, share, has_error, in_flight, \
              version, spec, status, agent_token) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
@@ -313,8 +407,8 @@ impl Store for SqliteStore {
                 rows.push((
                     n.spec.uuid,
                     n.spec.name.clone(),
-                    encode_spec(&n.spec)?,
-                    encode_status(n.spec.uuid, &n.status)?,
+                    encode_spec(&n.spec, self.keys())?,
+                    encode_status(n.spec.uuid, &n.status, self.keys())?,
                 ));
             }
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
@@ -371,7 +465,7 @@ impl Store for SqliteStore {
             }
         }
         .map_err(db("get node"))?;
-        row.as_ref().map(decode_row).transpose()
+        row.as_ref().map(|r| decode_row(r, self.keys())).transpose()
     }
 
     async fn list_nodes(
@@ -407,7 +501,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db("list nodes"))?;
-        rows.iter().map(decode_row).collect()
+        rows.iter().map(|r| decode_row(r, self.keys())).collect()
     }
 
     async fn update_spec(&self, uuid: Uuid, spec: &NodeSpec) -> Result<(), StoreError> {
@@ -416,7 +510,7 @@ impl Store for SqliteStore {
                 what: format!("node {uuid}: spec carries a different uuid {}", spec.uuid),
             });
         }
-        let text = encode_spec(spec)?;
+        let text = encode_spec(spec, self.keys())?;
         let done = sqlx::query("UPDATE nodes SET spec = ?, name = ? WHERE uuid = ?")
             .bind(text)
             .bind(spec.name.clone())
@@ -439,7 +533,7 @@ impl Store for SqliteStore {
         status: &NodeStatus,
     ) -> Result<u64, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(db("update status"))?;
-        update_one(&mut conn, uuid, expected_version, status).await
+        update_one(&mut conn, uuid, expected_version, status, self.keys()).await
     }
 
     async fn update_statuses(
@@ -465,7 +559,7 @@ impl Store for SqliteStore {
             let mut out = Vec::with_capacity(batch.len());
             for (uuid, expected, status) in batch {
                 // On error `tx` is dropped un-committed: the whole batch rolls back.
-                out.push(update_one(&mut tx, *uuid, *expected, status).await?);
+                out.push(update_one(&mut tx, *uuid, *expected, status, self.keys()).await?);
             }
             tx.commit().await.map_err(db("commit status batch"))?;
             return Ok(out);
@@ -481,7 +575,7 @@ impl Store for SqliteStore {
             );
             let mut rows = Vec::with_capacity(chunk.len());
             for (uuid, expected, status) in chunk {
-                rows.push((*uuid, *expected, encode_status(*uuid, status)?));
+                rows.push((*uuid, *expected, encode_status(*uuid, status, self.keys())?));
             }
             q.push_values(rows, |mut b, (uuid, expected, e)| {
                 b.push_bind(uuid.as_bytes().to_vec())
@@ -529,7 +623,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db("list in-flight nodes"))?;
-        rows.iter().map(decode_row).collect()
+        rows.iter().map(|r| decode_row(r, self.keys())).collect()
     }
 
     async fn placements(&self) -> Result<Vec<(Uuid, String)>, StoreError> {

@@ -17,6 +17,20 @@ async fn conformance_suite() {
     .await;
 }
 
+/// The same suite with secrets sealed at rest (what the coordinator always uses).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_with_secret_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let root: PathBuf = dir.path().to_path_buf();
+    let keys = coordinator_store::SecretKeys::generate();
+    conformance::run_all(|k| {
+        let path = root.join(format!("store-{k}"));
+        let keys = keys.clone();
+        async move { SqliteStore::open_with(&path, Some(keys)).await.unwrap() }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn fresh_dir_is_migrated_and_uses_wal() {
     let dir = tempfile::tempdir().unwrap();
@@ -114,7 +128,11 @@ async fn scale_figures() {
     use std::time::Instant;
 
     let dir = tempfile::tempdir().unwrap();
-    let st = SqliteStore::open(dir.path()).await.unwrap();
+    // Secrets sealed, as the coordinator runs it (`SCALE_NO_KEYS=1` for the bare figures).
+    let keys = std::env::var_os("SCALE_NO_KEYS")
+        .is_none()
+        .then(coordinator_store::SecretKeys::generate);
+    let st = SqliteStore::open_with(dir.path(), keys).await.unwrap();
     const N: usize = 100_000;
     let ids: Vec<Uuid> = (0..N).map(|_| Uuid::new_v4()).collect();
     let nodes: Vec<coordinator_core::Node> = ids

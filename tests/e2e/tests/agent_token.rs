@@ -10,7 +10,7 @@ use vmedia::fleet;
 async fn a_wrong_agent_token_is_rejected_and_never_logged() -> anyhow::Result<()> {
     let (mut spec, dir) = e2e::spec(1, 1)?;
     // Keep the real ramdisk from calling back while the test plays an impostor.
-    spec.sim_args = vec!["--boot-delay".into(), "1h".into()];
+    spec.sim_args = vec!["--boot-delay".into(), "3600s".into()];
     let f = e2e::start(spec).await?;
     let result = async {
         let uuids = f.enroll_all().await?;

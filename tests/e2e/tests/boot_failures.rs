@@ -45,7 +45,7 @@ async fn a_ramdisk_that_never_calls_back_times_out() -> anyhow::Result<()> {
     let (mut spec, _dir) = e2e::spec(1, 1)?;
     spec.callback_timeout = Duration::from_secs(5);
     // The server boots, but its ramdisk hangs before the lookup.
-    spec.sim_args = vec!["--boot-delay".into(), "1h".into()];
+    spec.sim_args = vec!["--boot-delay".into(), "3600s".into()];
     let nodes = deploy_expecting_failure(spec).await?;
     let n = &nodes[0];
     anyhow::ensure!(n.provision_state == "deploy failed", "ended {}", n.provision_state);
