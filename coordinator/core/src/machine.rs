@@ -738,9 +738,16 @@ impl Machine<'_> {
         let secs = self.cfg.job_timeout_ms / 1000;
         match (self.s.provision_state, self.s.step) {
             (P::WaitCallback, _) => {
-                // Ironic's exact words.
+                // Ironic's exact words first (operators grep for them), then what they
+                // mean for virtual media: the server never ran the deploy ramdisk, which
+                // is what a BMC that cannot mount the share's media looks like.
+                let waited = self.cfg.callback_timeout_ms / 1000;
+                let share = self.s.share.as_deref().unwrap_or("?");
                 self.fail_deploy(format!(
-                    "Timeout reached while waiting for callback for node {uuid}"
+                    "Timeout reached while waiting for callback for node {uuid}: no deploy \
+                     ramdisk looked up within {waited} s after BMC {bmc} booted from the \
+                     virtual CD on share {share}; check the BMC's virtual media (share \
+                     credentials, share name, image names) and its console"
                 ));
             }
             (P::Deploying, _) => self.fail_deploy(format!(

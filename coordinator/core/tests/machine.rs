@@ -789,10 +789,12 @@ fn error_texts_name_node_bmc_and_operation() {
         &cfg,
     )
     .unwrap();
-    assert_eq!(
-        t.status.last_error.unwrap(),
-        format!("Timeout reached while waiting for callback for node {NODE}")
+    let err = t.status.last_error.unwrap();
+    assert!(
+        err.starts_with(&format!("Timeout reached while waiting for callback for node {NODE}:")),
+        "{err}"
     );
+    assert!(err.contains("virtual media"), "{err}");
     let t = step(
         &st(P::Verifying, S::Verify, Some(K::BmcInfo)),
         &spec(),
