@@ -791,7 +791,9 @@ fn error_texts_name_node_bmc_and_operation() {
     .unwrap();
     let err = t.status.last_error.unwrap();
     assert!(
-        err.starts_with(&format!("Timeout reached while waiting for callback for node {NODE}:")),
+        err.starts_with(&format!(
+            "Timeout reached while waiting for callback for node {NODE}:"
+        )),
         "{err}"
     );
     assert!(err.contains("virtual media"), "{err}");

@@ -21,11 +21,17 @@ async fn fifty_nodes_survive_a_killed_agent() -> anyhow::Result<()> {
         let t0 = Instant::now();
         let before = loop {
             let nodes = fleet::list_all(&f.coordinator_url()).await?;
-            let in_flight = nodes.iter().filter(|n| n.provision_state == "wait call-back").count();
+            let in_flight = nodes
+                .iter()
+                .filter(|n| n.provision_state == "wait call-back")
+                .count();
             if in_flight >= 5 {
                 break nodes;
             }
-            anyhow::ensure!(t0.elapsed() < Duration::from_secs(120), "deploys never got under way");
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(120),
+                "deploys never got under way"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let victims: BTreeSet<String> = before
@@ -36,20 +42,42 @@ async fn fifty_nodes_survive_a_killed_agent() -> anyhow::Result<()> {
         anyhow::ensure!(!victims.is_empty(), "share-1 got no nodes");
         f.kill_agent(1).await?;
 
-        let nodes = fleet::wait_until(&f.coordinator_url(), e2e::SETTLE, |n| {
-            n.provision_state == "active" || fleet::is_failed(n)
-        }, |_| {})
+        let nodes = fleet::wait_until(
+            &f.coordinator_url(),
+            e2e::SETTLE,
+            |n| n.provision_state == "active" || fleet::is_failed(n),
+            |_| {},
+        )
         .await?;
-        let failed: Vec<_> = nodes.iter().filter(|n| n.provision_state != "active").collect();
-        anyhow::ensure!(failed.is_empty(), "nodes not active after the agent loss: {failed:?}");
+        let failed: Vec<_> = nodes
+            .iter()
+            .filter(|n| n.provision_state != "active")
+            .collect();
+        anyhow::ensure!(
+            failed.is_empty(),
+            "nodes not active after the agent loss: {failed:?}"
+        );
         for n in &nodes {
-            anyhow::ensure!(n.share != fleet::share_id(1), "{} still placed on the dead agent", n.name);
+            anyhow::ensure!(
+                n.share != fleet::share_id(1),
+                "{} still placed on the dead agent",
+                n.name
+            );
         }
         // Only the dead agent's nodes moved.
         for n in &before {
             if !victims.contains(&n.uuid) {
-                let now = nodes.iter().find(|m| m.uuid == n.uuid).map(|m| m.share.clone());
-                anyhow::ensure!(now.as_deref() == Some(n.share.as_str()), "{} moved from {} to {:?}", n.name, n.share, now);
+                let now = nodes
+                    .iter()
+                    .find(|m| m.uuid == n.uuid)
+                    .map(|m| m.share.clone());
+                anyhow::ensure!(
+                    now.as_deref() == Some(n.share.as_str()),
+                    "{} moved from {} to {:?}",
+                    n.name,
+                    n.share,
+                    now
+                );
             }
         }
         Ok::<_, anyhow::Error>(())

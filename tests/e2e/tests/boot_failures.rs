@@ -7,15 +7,20 @@ use std::time::Duration;
 
 use vmedia::fleet;
 
-async fn deploy_expecting_failure(spec: vmedia::fleet::FleetSpec) -> anyhow::Result<Vec<fleet::NodeSummary>> {
+async fn deploy_expecting_failure(
+    spec: vmedia::fleet::FleetSpec,
+) -> anyhow::Result<Vec<fleet::NodeSummary>> {
     let f = e2e::start(spec).await?;
     let result = async {
         let uuids = f.enroll_all().await?;
         f.make_available(&uuids, e2e::SETTLE, |_, _| {}).await?;
         f.bulk(&uuids, "deploy").await?;
-        fleet::wait_until(&f.coordinator_url(), e2e::SETTLE, |n| {
-            n.provision_state == "active" || fleet::is_failed(n)
-        }, |_| {})
+        fleet::wait_until(
+            &f.coordinator_url(),
+            e2e::SETTLE,
+            |n| n.provision_state == "active" || fleet::is_failed(n),
+            |_| {},
+        )
         .await
     }
     .await;
@@ -30,10 +35,20 @@ async fn wrong_share_credentials_fail_the_boot_clearly() -> anyhow::Result<()> {
     spec.sim_share_password = "not-what-the-agent-writes".into();
     let nodes = deploy_expecting_failure(spec).await?;
     let n = &nodes[0];
-    anyhow::ensure!(n.provision_state == "deploy failed", "ended {}", n.provision_state);
-    anyhow::ensure!(n.last_error.contains(&n.uuid), "last_error does not name the node: {}", n.last_error);
     anyhow::ensure!(
-        n.last_error.to_lowercase().contains("timeout reached while waiting for callback"),
+        n.provision_state == "deploy failed",
+        "ended {}",
+        n.provision_state
+    );
+    anyhow::ensure!(
+        n.last_error.contains(&n.uuid),
+        "last_error does not name the node: {}",
+        n.last_error
+    );
+    anyhow::ensure!(
+        n.last_error
+            .to_lowercase()
+            .contains("timeout reached while waiting for callback"),
         "last_error: {}",
         n.last_error
     );
@@ -48,9 +63,16 @@ async fn a_ramdisk_that_never_calls_back_times_out() -> anyhow::Result<()> {
     spec.sim_args = vec!["--boot-delay".into(), "3600s".into()];
     let nodes = deploy_expecting_failure(spec).await?;
     let n = &nodes[0];
-    anyhow::ensure!(n.provision_state == "deploy failed", "ended {}", n.provision_state);
     anyhow::ensure!(
-        n.last_error.contains(&format!("Timeout reached while waiting for callback for node {}", n.uuid)),
+        n.provision_state == "deploy failed",
+        "ended {}",
+        n.provision_state
+    );
+    anyhow::ensure!(
+        n.last_error.contains(&format!(
+            "Timeout reached while waiting for callback for node {}",
+            n.uuid
+        )),
         "last_error: {}",
         n.last_error
     );

@@ -17,25 +17,50 @@ async fn coordinator_killed_mid_deploy_resumes_every_node() -> anyhow::Result<()
         let t0 = Instant::now();
         loop {
             let nodes = fleet::list_all(&f.coordinator_url()).await?;
-            let active = nodes.iter().filter(|n| n.provision_state == "active").count();
-            let in_flight = nodes.iter().filter(|n| n.provision_state == "wait call-back" || n.provision_state == "deploying").count();
+            let active = nodes
+                .iter()
+                .filter(|n| n.provision_state == "active")
+                .count();
+            let in_flight = nodes
+                .iter()
+                .filter(|n| {
+                    n.provision_state == "wait call-back" || n.provision_state == "deploying"
+                })
+                .count();
             if in_flight >= 5 && active < nodes.len() {
                 break;
             }
-            anyhow::ensure!(t0.elapsed() < Duration::from_secs(120), "deploys never got under way");
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(120),
+                "deploys never got under way"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         f.kill_coordinator().await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         f.start_coordinator().await?;
 
-        let nodes = fleet::wait_until(&f.coordinator_url(), e2e::SETTLE, |n| {
-            n.provision_state == "active" || fleet::is_failed(n)
-        }, |_| {})
+        let nodes = fleet::wait_until(
+            &f.coordinator_url(),
+            e2e::SETTLE,
+            |n| n.provision_state == "active" || fleet::is_failed(n),
+            |_| {},
+        )
         .await?;
-        anyhow::ensure!(nodes.len() == uuids.len(), "lost nodes: {} of {}", nodes.len(), uuids.len());
-        let failed: Vec<_> = nodes.iter().filter(|n| n.provision_state != "active").collect();
-        anyhow::ensure!(failed.is_empty(), "nodes not active after the restart: {failed:?}");
+        anyhow::ensure!(
+            nodes.len() == uuids.len(),
+            "lost nodes: {} of {}",
+            nodes.len(),
+            uuids.len()
+        );
+        let failed: Vec<_> = nodes
+            .iter()
+            .filter(|n| n.provision_state != "active")
+            .collect();
+        anyhow::ensure!(
+            failed.is_empty(),
+            "nodes not active after the restart: {failed:?}"
+        );
         Ok::<_, anyhow::Error>(())
     }
     .await;

@@ -14,13 +14,25 @@ async fn one_node_enroll_to_active() -> anyhow::Result<()> {
         let uuids = f.enroll_all().await?;
         f.make_available(&uuids, e2e::SETTLE, |_, _| {}).await?;
         f.bulk(&uuids, "deploy").await?;
-        let nodes = fleet::wait_until(&f.coordinator_url(), e2e::SETTLE, |n| {
-            n.provision_state == "active" || fleet::is_failed(n)
-        }, |_| {})
+        let nodes = fleet::wait_until(
+            &f.coordinator_url(),
+            e2e::SETTLE,
+            |n| n.provision_state == "active" || fleet::is_failed(n),
+            |_| {},
+        )
         .await?;
         let n = &nodes[0];
-        anyhow::ensure!(n.provision_state == "active", "node ended {} ({})", n.provision_state, n.last_error);
-        anyhow::ensure!(n.last_error.is_empty(), "active node keeps an error: {}", n.last_error);
+        anyhow::ensure!(
+            n.provision_state == "active",
+            "node ended {} ({})",
+            n.provision_state,
+            n.last_error
+        );
+        anyhow::ensure!(
+            n.last_error.is_empty(),
+            "active node keeps an error: {}",
+            n.last_error
+        );
         anyhow::ensure!(n.share == fleet::share_id(1), "placed on {:?}", n.share);
 
         // The simulated server runs the deployed OS from its disk.
@@ -37,7 +49,10 @@ async fn one_node_enroll_to_active() -> anyhow::Result<()> {
             .into_iter()
             .filter(|p| p.contains(&uuids[0]))
             .collect();
-        anyhow::ensure!(leftovers.is_empty(), "per-node files left on the share: {leftovers:?}");
+        anyhow::ensure!(
+            leftovers.is_empty(),
+            "per-node files left on the share: {leftovers:?}"
+        );
         Ok::<_, anyhow::Error>(())
     }
     .await;
