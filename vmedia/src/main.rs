@@ -20,10 +20,19 @@ mod watch;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "vmedia", version, about = "Operate a fleet of iRMC servers provisioned through virtual media")]
+#[command(
+    name = "vmedia",
+    version,
+    about = "Operate a fleet of iRMC servers provisioned through virtual media"
+)]
 struct Cli {
     /// Coordinator gRPC address, e.g. http://127.0.0.1:50051
-    #[arg(long, global = true, env = "VMEDIA_COORDINATOR", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "VMEDIA_COORDINATOR",
+        default_value = "http://127.0.0.1:50051"
+    )]
     coordinator: String,
 
     /// Log filter (tracing env-filter syntax); logs go to stderr
@@ -62,7 +71,10 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("vmedia: cannot start the async runtime: {e}");
