@@ -45,6 +45,11 @@ pub struct BenchArgs {
     /// Share agents in the throughput run
     #[arg(long, default_value_t = 16)]
     pub shares: usize,
+    /// Concurrent deploys per share agent in the throughput run. Every deploy in flight
+    /// holds sockets and a ramdisk listener in the one simulator process, whose open-file
+    /// limit (20,000 here) caps how many can run at once next to 10,000 BMC listeners.
+    #[arg(long, default_value_t = 64)]
+    pub capacity: u32,
     /// iRMC port for the throughput run: 443 (TLS, verified) or 80
     #[arg(long, default_value_t = 443)]
     pub bmc_port: u16,
@@ -85,24 +90,33 @@ pub struct BenchArgs {
 pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     let want = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
     let temp = tempfile::Builder::new().prefix("vmedia-bench-").tempdir()?;
-    let root = args.work_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    let root = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
     let mut out = serde_json::Map::new();
     if want("throughput") {
-        let r = throughput(&args, root.join("throughput")).await.context("throughput run")?;
+        let r = throughput(&args, root.join("throughput"))
+            .await
+            .context("throughput run")?;
         if !args.json {
             print_section("throughput", &r);
         }
         out.insert("throughput".into(), r);
     }
     if want("memory") {
-        let r = memory(&args, root.join("memory")).await.context("memory run")?;
+        let r = memory(&args, root.join("memory"))
+            .await
+            .context("memory run")?;
         if !args.json {
             print_section("memory", &r);
         }
         out.insert("memory".into(), r);
     }
     if want("realistic") {
-        let r = realistic(&args, root.join("realistic")).await.context("realistic run")?;
+        let r = realistic(&args, root.join("realistic"))
+            .await
+            .context("realistic run")?;
         if !args.json {
             print_section("realistic", &r);
         }
@@ -143,7 +157,11 @@ fn proc_write_bytes(pid: Option<u32>) -> u64 {
 }
 
 fn agents_write_bytes(f: &Fleet) -> u64 {
-    f.agents.iter().flatten().map(|p| proc_write_bytes(p.pid())).sum()
+    f.agents
+        .iter()
+        .flatten()
+        .map(|p| proc_write_bytes(p.pid()))
+        .sum()
 }
 
 /// Files under the shares' per-node directories (`nodes/`, what one deploy adds when
@@ -154,7 +172,9 @@ fn node_files_allocated(f: &Fleet) -> (u64, u64) {
     for k in 1..=f.spec.shares {
         let mut stack = vec![fleet::share_dir(&f.spec.work_dir, k).join("nodes")];
         while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else { continue };
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
             for e in entries.flatten() {
                 let Ok(md) = e.metadata() else { continue };
                 if md.is_dir() {
@@ -177,18 +197,28 @@ async fn bmc_total(f: &Fleet) -> u64 {
     f.sim_counters()
         .await
         .ok()
-        .and_then(|v| v.get("total").and_then(|t| t.get("total")).and_then(|t| t.as_u64()))
+        .and_then(|v| {
+            v.get("total")
+                .and_then(|t| t.get("total"))
+                .and_then(|t| t.as_u64())
+        })
         .unwrap_or(0)
 }
 
 async fn throughput(args: &BenchArgs, dir: PathBuf) -> Result<serde_json::Value> {
     let n = args.nodes;
     let mut spec = FleetSpec::new(n, args.shares, dir, fleet::default_bin_dir()?);
-    spec.agent_capacity = (n / args.shares.max(1)).max(1) as u32 * 2;
+    spec.agent_capacity = args.capacity.max(1);
     spec.bmc_port = args.bmc_port;
     spec.image_bytes = 1 << 20;
     spec.sim_args = vec!["--boot-delay".into(), "0s".into()];
-    say(args, format!("throughput: starting {n} simulated iRMCs and {} agents", args.shares));
+    say(
+        args,
+        format!(
+            "throughput: starting {n} simulated iRMCs and {} agents",
+            args.shares
+        ),
+    );
     let mut f = Fleet::start(spec).await?;
     let result = async {
         let t = Instant::now();
@@ -199,6 +229,9 @@ async fn throughput(args: &BenchArgs, dir: PathBuf) -> Result<serde_json::Value>
         f.make_available(&uuids, Duration::from_secs(1800), |_, _| {}).await?;
         let manage_s = t.elapsed().as_secs_f64();
         say(args, format!("throughput: manage + provide in {manage_s:.1} s; deploying"));
+        // Let the agents' idle BMC connections from manage (one per node) time out first:
+        // the simulator holds the other end of each, and its open files are the limit.
+        tokio::time::sleep(Duration::from_secs(6)).await;
 
         let cpu0 = f.cpu_seconds();
         let bmc0 = bmc_total(&f).await;
@@ -248,6 +281,7 @@ async fn throughput(args: &BenchArgs, dir: PathBuf) -> Result<serde_json::Value>
             "nodes": n,
             "shares": args.shares,
             "bmc_port": args.bmc_port,
+            "capacity_per_share": args.capacity,
             "nodes_active": active,
             "enroll_s": round3(enroll_s),
             "manage_provide_s": round3(manage_s),
@@ -286,16 +320,33 @@ async fn movement(f: &mut Fleet, before: &[NodeSummary]) -> Result<serde_json::V
     let owned = before.iter().filter(|n| n.share == victim).count();
     f.kill_agent(1).await?;
     let t = Instant::now();
-    let before_map: BTreeMap<&str, &str> = before.iter().map(|n| (n.uuid.as_str(), n.share.as_str())).collect();
-    let after = fleet::wait_until(&f.coordinator_url(), Duration::from_secs(300), |n| n.share != victim, |_| {}).await?;
+    let before_map: BTreeMap<&str, &str> = before
+        .iter()
+        .map(|n| (n.uuid.as_str(), n.share.as_str()))
+        .collect();
+    let after = fleet::wait_until(
+        &f.coordinator_url(),
+        Duration::from_secs(300),
+        |n| n.share != victim,
+        |_| {},
+    )
+    .await?;
     let detect_s = t.elapsed().as_secs_f64();
     let moved = after
         .iter()
-        .filter(|n| before_map.get(n.uuid.as_str()).is_some_and(|s| *s != n.share))
+        .filter(|n| {
+            before_map
+                .get(n.uuid.as_str())
+                .is_some_and(|s| *s != n.share)
+        })
         .count();
     let moved_other = after
         .iter()
-        .filter(|n| before_map.get(n.uuid.as_str()).is_some_and(|s| *s != n.share && *s != victim))
+        .filter(|n| {
+            before_map
+                .get(n.uuid.as_str())
+                .is_some_and(|s| *s != n.share && *s != victim)
+        })
         .count();
     Ok(json!({
         "lost_agent_nodes": owned,
@@ -310,7 +361,10 @@ async fn memory(args: &BenchArgs, dir: PathBuf) -> Result<serde_json::Value> {
     std::fs::create_dir_all(dir.join("data"))?;
     let addr = fleet::free_port()?;
     let mut cmd = tokio::process::Command::new(fleet::default_bin_dir()?.join("coordinator"));
-    cmd.arg("--listen").arg(addr.to_string()).arg("--data-dir").arg(dir.join("data"));
+    cmd.arg("--listen")
+        .arg(addr.to_string())
+        .arg("--data-dir")
+        .arg(dir.join("data"));
     let mut proc = fleet::spawn_logged(cmd, "coordinator", &dir.join("logs"))?;
     let url = format!("http://{addr}");
     let result = async {
@@ -320,7 +374,12 @@ async fn memory(args: &BenchArgs, dir: PathBuf) -> Result<serde_json::Value> {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let _ = client.list_nodes(pb::ListNodesRequest { limit: 1, ..Default::default() }).await;
+        let _ = client
+            .list_nodes(pb::ListNodesRequest {
+                limit: 1,
+                ..Default::default()
+            })
+            .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let rss0 = proc.rss_kib().unwrap_or(0);
         let m = args.memory_nodes;
@@ -350,7 +409,9 @@ async fn memory(args: &BenchArgs, dir: PathBuf) -> Result<serde_json::Value> {
         for i in (0..m).step_by((m / 1000).max(1)) {
             let t = Instant::now();
             client
-                .get_node(pb::GetNodeRequest { node: format!("mem-{i:06}") })
+                .get_node(pb::GetNodeRequest {
+                    node: format!("mem-{i:06}"),
+                })
                 .await
                 .map_err(|s| anyhow!("get node: {}", s.message()))?;
             get_lat.push(t.elapsed());
@@ -378,19 +439,28 @@ async fn memory(args: &BenchArgs, dir: PathBuf) -> Result<serde_json::Value> {
 fn memory_node(i: usize) -> pb::CreateNodeRequest {
     let ip = [10u8, (i >> 16) as u8, (i >> 8) as u8, i as u8];
     let mut driver_info = std::collections::HashMap::new();
-    driver_info.insert("irmc_address".to_string(), format!("{}.{}.{}.{}", ip[0], ip[1], ip[2], ip[3]));
+    driver_info.insert(
+        "irmc_address".to_string(),
+        format!("{}.{}.{}.{}", ip[0], ip[1], ip[2], ip[3]),
+    );
     driver_info.insert("irmc_username".to_string(), "admin".to_string());
     driver_info.insert("irmc_password".to_string(), "bench-password".to_string());
     driver_info.insert("deploy_iso".to_string(), "deploy.iso".to_string());
     let mut instance_info = std::collections::HashMap::new();
-    instance_info.insert("image_source".to_string(), "http://images.example/disk.img".to_string());
+    instance_info.insert(
+        "image_source".to_string(),
+        "http://images.example/disk.img".to_string(),
+    );
     instance_info.insert("image_checksum".to_string(), "0".repeat(64));
     pb::CreateNodeRequest {
         name: format!("mem-{i:06}"),
         driver: "irmc".into(),
         driver_info,
         instance_info,
-        macs: vec![format!("52:54:{:02x}:{:02x}:{:02x}:{:02x}", ip[0], ip[1], ip[2], ip[3])],
+        macs: vec![format!(
+            "52:54:{:02x}:{:02x}:{:02x}:{:02x}",
+            ip[0], ip[1], ip[2], ip[3]
+        )],
         ..Default::default()
     }
 }
@@ -404,7 +474,10 @@ async fn realistic(args: &BenchArgs, dir: PathBuf) -> Result<serde_json::Value> 
     spec.image_bytes = args.realistic_image_bytes;
     spec.sim_args = vec![
         "--fault".into(),
-        format!("latency={}ms..{}ms", args.latency_min_ms, args.latency_max_ms),
+        format!(
+            "latency={}ms..{}ms",
+            args.latency_min_ms, args.latency_max_ms
+        ),
         "--boot-delay".into(),
         format!("{}ms", (args.realistic_boot_s * 1000.0) as u64),
         "--download-limit".into(),
@@ -412,23 +485,39 @@ async fn realistic(args: &BenchArgs, dir: PathBuf) -> Result<serde_json::Value> 
         "--seed".into(),
         "7".into(),
     ];
-    say(args, format!("realistic: {n} nodes, {m} shares of capacity {c}, boot {} s", args.realistic_boot_s));
+    say(
+        args,
+        format!(
+            "realistic: {n} nodes, {m} shares of capacity {c}, boot {} s",
+            args.realistic_boot_s
+        ),
+    );
     let f = Fleet::start(spec).await?;
     let result = async {
         let uuids = f.enroll_all().await?;
-        f.make_available(&uuids, Duration::from_secs(3600), |_, _| {}).await?;
+        f.make_available(&uuids, Duration::from_secs(3600), |_, _| {})
+            .await?;
         let bmc0 = bmc_total(&f).await;
         let bmc_before = bmc_per_node_counts(&f).await;
         let t = Instant::now();
         f.bulk(&uuids, "deploy").await?;
-        let nodes = fleet::wait_until(&f.coordinator_url(), Duration::from_secs(7200), |x| {
-            x.provision_state == "active" || fleet::is_failed(x)
-        }, |cnt| {
-            if !args.json {
-                eprint!("\rbench: realistic {:.0} s: {}          ", t.elapsed().as_secs_f64(),
-                    cnt.iter().map(|(s, k)| format!("{s} {k}")).collect::<Vec<_>>().join(", "));
-            }
-        })
+        let nodes = fleet::wait_until(
+            &f.coordinator_url(),
+            Duration::from_secs(7200),
+            |x| x.provision_state == "active" || fleet::is_failed(x),
+            |cnt| {
+                if !args.json {
+                    eprint!(
+                        "\rbench: realistic {:.0} s: {}          ",
+                        t.elapsed().as_secs_f64(),
+                        cnt.iter()
+                            .map(|(s, k)| format!("{s} {k}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+            },
+        )
         .await?;
         let makespan = t.elapsed().as_secs_f64();
         if !args.json {
@@ -481,7 +570,12 @@ async fn bmc_per_node_counts(f: &Fleet) -> BTreeMap<String, u64> {
         .and_then(|v| {
             v.get("nodes").and_then(|n| n.as_object()).map(|m| {
                 m.iter()
-                    .map(|(k, c)| (k.clone(), c.get("total").and_then(|t| t.as_u64()).unwrap_or(0)))
+                    .map(|(k, c)| {
+                        (
+                            k.clone(),
+                            c.get("total").and_then(|t| t.as_u64()).unwrap_or(0),
+                        )
+                    })
                     .collect()
             })
         })
@@ -523,7 +617,8 @@ fn lower_bound(args: &BenchArgs, n: usize, bmc_min: u64, bmc_mean: f64) -> Lower
     let c = (args.realistic_capacity.max(1)) as usize;
     let k = n.div_ceil(m);
     let rounds = k.div_ceil(c);
-    let fixed = args.realistic_boot_s + args.realistic_image_bytes as f64 / args.bandwidth.max(1) as f64;
+    let fixed =
+        args.realistic_boot_s + args.realistic_image_bytes as f64 / args.bandwidth.max(1) as f64;
     let per_node_min_s = bmc_min as f64 * args.latency_min_ms as f64 / 1000.0 + fixed;
     let mean_latency = (args.latency_min_ms + args.latency_max_ms) as f64 / 2000.0;
     let per_node_mean_s = bmc_mean * mean_latency + fixed;

@@ -1,51 +1,18 @@
 //! gRPC plumbing shared by the coordinator-facing subcommands (`node`, `share`, `watch`):
-//! connecting, `key=value` argument parsing and plain-text tables.
+//! connecting (see `vmedia::conn`), `key=value` argument parsing and plain-text tables.
 
 use std::collections::HashMap;
 
 use anyhow::Context as _;
-use tonic::transport::{Channel, Endpoint};
-use vmedia_proto::v1::nodes_client::NodesClient;
-use vmedia_proto::v1::shares_client::SharesClient;
 
-/// Clients of the coordinator's public services, sharing one HTTP/2 connection.
-#[derive(Clone)]
-pub struct Clients {
-    pub nodes: NodesClient<Channel>,
-    pub shares: SharesClient<Channel>,
-}
+pub use vmedia::conn::Clients;
 
-/// Normalises `host:port` to `http://host:port`; leaves a URL with a scheme as it is.
-pub fn endpoint_url(addr: &str) -> String {
-    let addr = addr.trim();
-    if addr.starts_with("http://") || addr.starts_with("https://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    }
-}
-
-/// Connects to the coordinator at `addr` (with or without `http://`).
+/// Connects to the coordinator at `addr` (with or without a scheme; a comma-separated
+/// list of replicas finds the leader). TLS CA and API token come from the environment:
+/// `VMEDIA_CA_FILE`, `VMEDIA_TOKEN_FILE` or `VMEDIA_TOKEN`.
 pub async fn connect(addr: &str) -> anyhow::Result<Clients> {
-    let url = endpoint_url(addr);
-    let endpoint = Endpoint::from_shared(url.clone())
-        .with_context(|| format!("bad coordinator address {addr:?}"))?
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .tcp_nodelay(true);
-    let channel = endpoint
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to the coordinator at {url}"))?;
-    // Bulk enrolment sends large lists; raise tonic's 4 MiB default decode limit both ways.
-    let max = 64 * 1024 * 1024;
-    Ok(Clients {
-        nodes: NodesClient::new(channel.clone())
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max),
-        shares: SharesClient::new(channel)
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max),
-    })
+    let access = vmedia::conn::Access::from_env().context("reading VMEDIA_* access settings")?;
+    vmedia::conn::connect(addr, &access).await
 }
 
 /// Turns a gRPC status into an error whose text is the server's message (no debug noise).
@@ -113,12 +80,6 @@ pub fn kv_line(map: &HashMap<String, String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_get_a_scheme() {
-        assert_eq!(endpoint_url("127.0.0.1:50051"), "http://127.0.0.1:50051");
-        assert_eq!(endpoint_url("https://c:1"), "https://c:1");
-    }
 
     #[test]
     fn kv_parsing_keeps_equals_in_values() {

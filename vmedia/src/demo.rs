@@ -48,7 +48,10 @@ pub struct DemoArgs {
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
     let n: f64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
     let secs = match unit {
         "" | "s" => n,
@@ -69,13 +72,23 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         Some(d) => d.clone(),
         None => {
             temp = tempfile::Builder::new().prefix("vmedia-demo-").tempdir()?;
-            if args.keep { temp.keep() } else { temp.path().to_path_buf() }
+            if args.keep {
+                temp.keep()
+            } else {
+                temp.path().to_path_buf()
+            }
         }
     };
-    let mut spec = FleetSpec::new(args.nodes, args.shares, work_dir.clone(), fleet::default_bin_dir()?);
+    let mut spec = FleetSpec::new(
+        args.nodes,
+        args.shares,
+        work_dir.clone(),
+        fleet::default_bin_dir()?,
+    );
     spec.agent_capacity = args.capacity;
     spec.sim_args = args.sim_args.clone();
-    spec.sim_args.extend(["--boot-delay".to_string(), "200ms".to_string()]);
+    spec.sim_args
+        .extend(["--boot-delay".to_string(), "200ms".to_string()]);
 
     let say = |msg: &str| {
         if !args.json {
@@ -106,8 +119,16 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         Err(_) => ExitCode::FAILURE,
     };
     if args.keep {
+        let access = match &fleet.pki {
+            Some(p) => format!(
+                "\n  export VMEDIA_CA_FILE={}\n  export VMEDIA_TOKEN_FILE={}",
+                p.ca_cert.display(),
+                p.admin_token.display()
+            ),
+            None => String::new(),
+        };
         eprintln!(
-            "\nthe system keeps running (Ctrl-C stops it):\n  export VMEDIA_COORDINATOR={}\n  vmedia node list\n  vmedia share list\n  logs: {}",
+            "\nthe system keeps running (Ctrl-C stops it):\n  export VMEDIA_COORDINATOR={}{access}\n  vmedia node list\n  vmedia share list\n  logs: {}",
             fleet.coordinator_url(),
             work_dir.join("logs").display()
         );
@@ -170,18 +191,31 @@ impl Report {
         if let Some(k) = &self.killed_agent {
             println!("killed agent   {k:>8} (its nodes were re-placed)");
         }
-        println!("wall time      {:>8.1} s (deploy {:.1} s)", self.wall_s, self.deploy_s);
+        println!(
+            "wall time      {:>8.1} s (deploy {:.1} s)",
+            self.wall_s, self.deploy_s
+        );
         println!();
-        println!("{:<12} {:>7} {:>7} {:>14}", "share", "nodes", "files", "allocated");
+        println!(
+            "{:<12} {:>7} {:>7} {:>14}",
+            "share", "nodes", "files", "allocated"
+        );
         for (id, count) in &self.per_share {
             let u = self.share.get(id).copied().unwrap_or_default();
             println!("{id:<12} {count:>7} {:>7} {:>12} B", u.files, u.allocated);
         }
         println!();
-        println!("per node: coordinator CPU {:.2} ms, agents CPU {:.2} ms, simulator CPU {:.2} ms",
-            self.cpu.coordinator * 1000.0 / n, self.cpu.agents * 1000.0 / n, self.cpu.simulator * 1000.0 / n);
+        println!(
+            "per node: coordinator CPU {:.2} ms, agents CPU {:.2} ms, simulator CPU {:.2} ms",
+            self.cpu.coordinator * 1000.0 / n,
+            self.cpu.agents * 1000.0 / n,
+            self.cpu.simulator * 1000.0 / n
+        );
         let share_bytes: u64 = self.share.values().map(|u| u.allocated).sum();
-        print!("          {:.0} bytes allocated on the shares", share_bytes as f64 / n);
+        print!(
+            "          {:.0} bytes allocated on the shares",
+            share_bytes as f64 / n
+        );
         match self.bmc_requests {
             Some(r) => println!(", {:.1} BMC requests", r as f64 / n),
             None => println!(),
@@ -202,7 +236,9 @@ async fn drive(fleet: &mut Fleet, args: &DemoArgs) -> Result<Report> {
     let uuids = fleet.enroll_all().await?;
     let limit = args.timeout;
     fleet
-        .make_available(&uuids, limit, |verb, c| bar.set_message(format!("{verb}: {}", counts_line(c))))
+        .make_available(&uuids, limit, |verb, c| {
+            bar.set_message(format!("{verb}: {}", counts_line(c)))
+        })
         .await?;
 
     let t_deploy = Instant::now();
@@ -213,7 +249,9 @@ async fn drive(fleet: &mut Fleet, args: &DemoArgs) -> Result<Report> {
     let nodes = loop {
         // Poll in short slices so the agent kill happens on time.
         let slice = match kill_at {
-            Some(k) if killed_agent.is_none() => k.saturating_sub(t_deploy.elapsed()).max(Duration::from_millis(1)),
+            Some(k) if killed_agent.is_none() => k
+                .saturating_sub(t_deploy.elapsed())
+                .max(Duration::from_millis(1)),
             _ => limit.saturating_sub(t_deploy.elapsed()),
         };
         let r = fleet::wait_until(&addr, slice, done, |c| {
@@ -229,7 +267,11 @@ async fn drive(fleet: &mut Fleet, args: &DemoArgs) -> Result<Report> {
                     let k = busiest_share(&addr).await.unwrap_or(1);
                     fleet.kill_agent(k).await?;
                     killed_agent = Some(fleet::share_id(k));
-                    bar.println(format!("killed {} (SIGKILL) at {:.1} s", fleet::share_id(k), t_deploy.elapsed().as_secs_f64()));
+                    bar.println(format!(
+                        "killed {} (SIGKILL) at {:.1} s",
+                        fleet::share_id(k),
+                        t_deploy.elapsed().as_secs_f64()
+                    ));
                     continue;
                 }
                 bar.abandon();
@@ -245,15 +287,22 @@ async fn drive(fleet: &mut Fleet, args: &DemoArgs) -> Result<Report> {
     for n in nodes.iter().filter(|n| n.provision_state == "active") {
         *per_share.entry(n.share.clone()).or_insert(0) += 1;
     }
-    let bmc_requests = fleet
-        .sim_counters()
-        .await
-        .ok()
-        .and_then(|v| v.get("total").and_then(|t| t.get("total")).and_then(|t| t.as_u64()));
+    let bmc_requests = fleet.sim_counters().await.ok().and_then(|v| {
+        v.get("total")
+            .and_then(|t| t.get("total"))
+            .and_then(|t| t.as_u64())
+    });
     Ok(Report {
         nodes: nodes.len(),
-        active: nodes.iter().filter(|n| n.provision_state == "active").count(),
-        failed: nodes.iter().filter(|n| n.provision_state != "active").cloned().collect(),
+        active: nodes
+            .iter()
+            .filter(|n| n.provision_state == "active")
+            .count(),
+        failed: nodes
+            .iter()
+            .filter(|n| n.provision_state != "active")
+            .cloned()
+            .collect(),
         per_share,
         wall_s,
         deploy_s,
@@ -265,7 +314,10 @@ async fn drive(fleet: &mut Fleet, args: &DemoArgs) -> Result<Report> {
 }
 
 fn counts_line(c: &BTreeMap<String, usize>) -> String {
-    c.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(", ")
+    c.iter()
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn busiest_share(addr: &str) -> Result<usize> {
@@ -291,9 +343,11 @@ fn progress_bar(hidden: bool, total: usize) -> indicatif::ProgressBar {
     }
     let bar = indicatif::ProgressBar::new(total as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} active  {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} active  {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar

@@ -31,15 +31,6 @@ pub struct Cli {
     /// Directory of the embedded store (created when missing)
     #[arg(long, env = "COORDINATOR_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// PostgreSQL URL (postgres://user:pass@host/db); the embedded SQLite store when unset
-    #[arg(long, env = "COORDINATOR_DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// Key file sealing secrets at rest (default DATA_DIR/secret.key, created on first start)
-    #[arg(long, env = "COORDINATOR_SECRET_KEY_FILE")]
-    pub secret_key_file: Option<PathBuf>,
-    /// Key file of retired keys, still used to open values sealed with them (key rotation)
-    #[arg(long, env = "COORDINATOR_OLD_SECRET_KEY_FILE")]
-    pub old_secret_key_file: Option<PathBuf>,
     /// How long a deploy waits for the ramdisk's first heartbeat, e.g. "30m"
     #[arg(long, env = "COORDINATOR_CALLBACK_TIMEOUT", value_parser = humantime::parse_duration)]
     pub callback_timeout: Option<Duration>,
@@ -64,6 +55,33 @@ pub struct Cli {
     /// Log filter (tracing env-filter syntax)
     #[arg(long, env = "COORDINATOR_LOG")]
     pub log: Option<String>,
+    /// PEM certificate (chain) of the gRPC listener; with --tls-key-file turns TLS on
+    #[arg(long, env = "COORDINATOR_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the gRPC listener
+    #[arg(long, env = "COORDINATOR_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// CA whose client certificates share agents must present (mutual TLS)
+    #[arg(long, env = "COORDINATOR_AGENT_CA_FILE")]
+    pub agent_ca_file: Option<PathBuf>,
+    /// API token file: `<role> <token> [name]` per line, roles admin and reader
+    #[arg(long, env = "COORDINATOR_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Key file sealing BMC passwords and agent tokens at rest (default: DATA_DIR/secret.key, created when missing)
+    #[arg(long, env = "COORDINATOR_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+    /// Old key file(s) still opening values sealed before a rotation
+    #[arg(long, env = "COORDINATOR_OLD_SECRET_KEY_FILE", value_delimiter = ',')]
+    pub old_secret_key_file: Option<Vec<PathBuf>>,
+    /// PostgreSQL URL (instead of SQLite in the data dir): several replicas, one leader
+    #[arg(long, env = "COORDINATOR_DATABASE_URL", hide_env_values = true, value_parser = DatabaseUrl::parse)]
+    pub database_url: Option<DatabaseUrl>,
+    /// URL followers give clients for this replica when it leads (default: from --listen)
+    #[arg(long, env = "COORDINATOR_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// How often a follower tries to take the lead, e.g. "500ms"
+    #[arg(long, env = "COORDINATOR_LEADER_POLL", value_parser = humantime::parse_duration)]
+    pub leader_poll: Option<Duration>,
 }
 
 /// Effective settings. Field docs are the reference for the TOML file's keys.
@@ -74,17 +92,6 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory of the embedded SQLite store. Default "./coordinator-data".
     pub data_dir: PathBuf,
-    /// PostgreSQL URL; unset = embedded SQLite in `data_dir`. Its password is redacted when
-    /// the configuration is printed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub database_url: Option<String>,
-    /// Key file sealing secrets at rest. Unset = `data_dir/secret.key`, created (mode 0600)
-    /// on first start; a file named explicitly must exist.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_key_file: Option<PathBuf>,
-    /// Retired keys (rotation): values sealed with them can still be opened.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub old_secret_key_file: Option<PathBuf>,
     /// Deploy call-back timeout (Ironic's `[conductor]deploy_callback_timeout`). Default 30m.
     #[serde(with = "humantime_serde")]
     pub callback_timeout: Duration,
@@ -104,6 +111,27 @@ pub struct Config {
     pub watch_buffer: usize,
     /// Log filter. Default "info".
     pub log: String,
+    /// TLS certificate of the gRPC listener (PEM). Unset: plain text (development only).
+    pub tls_cert_file: Option<PathBuf>,
+    /// TLS private key of the gRPC listener (PEM).
+    pub tls_key_file: Option<PathBuf>,
+    /// CA of the share agents' client certificates. Set: AgentLink needs one (mTLS).
+    pub agent_ca_file: Option<PathBuf>,
+    /// API tokens (`<role> <token> [name]` lines). Unset: no authentication (development).
+    pub tokens_file: Option<PathBuf>,
+    /// At-rest key file (current key first). Unset: `<data_dir>/secret.key`, created on
+    /// first start. Set but missing or unreadable: start-up fails.
+    pub secret_key_file: Option<PathBuf>,
+    /// Old key files, only for opening values sealed before a key rotation.
+    pub old_secret_key_file: Vec<PathBuf>,
+    /// PostgreSQL URL; unset means SQLite in `data_dir`. Never printed with its password.
+    pub database_url: Option<DatabaseUrl>,
+    /// What followers tell clients to use for this replica. Default: https:// or http://
+    /// plus the bound listen address.
+    pub advertise_url: Option<String>,
+    /// Follower's leadership poll interval. Default 500ms.
+    #[serde(with = "humantime_serde")]
+    pub leader_poll: Duration,
 }
 
 impl Default for Config {
@@ -111,9 +139,6 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             data_dir: PathBuf::from("coordinator-data"),
-            database_url: None,
-            secret_key_file: None,
-            old_secret_key_file: None,
             callback_timeout: Duration::from_secs(1800),
             job_timeout: Duration::from_secs(3600),
             max_concurrent: 0,
@@ -122,6 +147,15 @@ impl Default for Config {
             automated_clean: false,
             watch_buffer: 4096,
             log: "info".to_owned(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            agent_ca_file: None,
+            tokens_file: None,
+            secret_key_file: None,
+            old_secret_key_file: Vec::new(),
+            database_url: None,
+            advertise_url: None,
+            leader_poll: Duration::from_millis(500),
         }
     }
 }
@@ -155,15 +189,6 @@ impl Config {
         if let Some(v) = &cli.data_dir {
             self.data_dir.clone_from(v);
         }
-        if let Some(v) = &cli.database_url {
-            self.database_url = Some(v.clone());
-        }
-        if let Some(v) = &cli.secret_key_file {
-            self.secret_key_file = Some(v.clone());
-        }
-        if let Some(v) = &cli.old_secret_key_file {
-            self.old_secret_key_file = Some(v.clone());
-        }
         if let Some(v) = cli.callback_timeout {
             self.callback_timeout = v;
         }
@@ -188,6 +213,28 @@ impl Config {
         if let Some(v) = &cli.log {
             self.log.clone_from(v);
         }
+        let path = |dst: &mut Option<PathBuf>, src: &Option<PathBuf>| {
+            if let Some(v) = src {
+                *dst = Some(v.clone());
+            }
+        };
+        path(&mut self.tls_cert_file, &cli.tls_cert_file);
+        path(&mut self.tls_key_file, &cli.tls_key_file);
+        path(&mut self.agent_ca_file, &cli.agent_ca_file);
+        path(&mut self.tokens_file, &cli.tokens_file);
+        path(&mut self.secret_key_file, &cli.secret_key_file);
+        if let Some(v) = &cli.old_secret_key_file {
+            self.old_secret_key_file.clone_from(v);
+        }
+        if let Some(v) = &cli.database_url {
+            self.database_url = Some(v.clone());
+        }
+        if let Some(v) = &cli.advertise_url {
+            self.advertise_url = Some(v.clone());
+        }
+        if let Some(v) = cli.leader_poll {
+            self.leader_poll = v;
+        }
     }
 
     fn check(&self) -> Result<(), ServerError> {
@@ -211,6 +258,20 @@ impl Config {
         if self.watch_buffer == 0 {
             return bad("watch_buffer must be at least 1");
         }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return bad("tls_cert_file and tls_key_file go together");
+        }
+        if self.agent_ca_file.is_some() && self.tls_cert_file.is_none() {
+            return bad("agent_ca_file needs TLS (tls_cert_file and tls_key_file)");
+        }
+        if self.leader_poll.is_zero() {
+            return bad("leader_poll must be more than 0");
+        }
+        if let Some(u) = &self.database_url
+            && !(u.expose().starts_with("postgres://") || u.expose().starts_with("postgresql://"))
+        {
+            return bad("database_url must be a postgres:// URL");
+        }
         Ok(())
     }
 
@@ -220,36 +281,89 @@ impl Config {
             .saturating_mul(self.agent_missed_heartbeats)
     }
 
-    /// The settings as printed at start-up. There are no secrets in this struct today; when
-    /// one is added (a TLS key password, a Glance token) it must be a `Secret` so this stays safe.
+    /// The settings as printed at start-up. The only secret in this struct is a password
+    /// inside `database_url`, which is masked here; key and token files are paths.
     pub fn describe(&self) -> String {
-        let mut shown = self.clone();
-        shown.database_url = shown.database_url.as_deref().map(redact_url);
-        toml::to_string(&shown).unwrap_or_else(|e| format!("<config not printable: {e}>"))
+        // `DatabaseUrl` serialises masked.
+        toml::to_string(self).unwrap_or_else(|e| format!("<config not printable: {e}>"))
+    }
+
+    /// Where the at-rest key file is.
+    pub fn secret_key_path(&self) -> PathBuf {
+        self.secret_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("secret.key"))
     }
 }
 
-/// `scheme://user:secret@host/...` -> `scheme://user:******@host/...`; also hides a
-/// `password=` query parameter.
+/// A PostgreSQL URL. It may hold a password, so `Debug`, `Display` and `Serialize` (the
+/// printed configuration) mask it; [`DatabaseUrl::expose`] gives the real text.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Clap value parser.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&redact_url(&self.0))
+    }
+}
+
+/// `scheme://user:password@host/db?password=...` with both passwords replaced by `******`.
 pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some(scheme_end) = out.find("://") {
-        let rest_start = scheme_end + 3;
-        let authority_end = out[rest_start..]
-            .find('/')
-            .map_or(out.len(), |i| rest_start + i);
-        if let Some(at) = out[rest_start..authority_end].rfind('@') {
-            let userinfo = &out[rest_start..rest_start + at];
-            if let Some(colon) = userinfo.find(':') {
-                let from = rest_start + colon + 1;
-                out.replace_range(from..rest_start + at, "******");
+    let mask = coordinator_core::MASK;
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, tail) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{scheme}://{user}:{mask}@{host}{tail}"),
+                    None => format!("{scheme}://{userinfo}@{host}{tail}"),
+                },
+                None => base.to_owned(),
             }
         }
-    }
-    if let Some(i) = out.find("password=") {
-        let from = i + "password=".len();
-        let to = out[from..].find('&').map_or(out.len(), |j| from + j);
-        out.replace_range(from..to, "******");
+        None => base.to_owned(),
+    };
+    if let Some(q) = query {
+        let parts: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}={mask}"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&parts.join("&"));
     }
     out
 }
@@ -290,20 +404,48 @@ mod tests {
     }
 
     #[test]
-    fn database_password_is_redacted() {
+    fn database_passwords_are_never_printed() {
         assert_eq!(
-            redact_url("postgres://vm:hunter2@127.0.0.1:5432/db?sslmode=disable"),
-            "postgres://vm:******@127.0.0.1:5432/db?sslmode=disable"
+            redact_url("postgres://vm:s3cret@127.0.0.1:5432/db"),
+            "postgres://vm:******@127.0.0.1:5432/db"
         );
         assert_eq!(
-            redact_url("postgres://127.0.0.1/db?user=a&password=x&b=c"),
-            "postgres://127.0.0.1/db?user=a&password=******&b=c"
+            redact_url("postgres://127.0.0.1/db?user=a&password=s3cret"),
+            "postgres://127.0.0.1/db?user=a&password=******"
         );
         let cfg = Config {
-            database_url: Some("postgres://vm:hunter2@h/db".into()),
+            database_url: Some(DatabaseUrl::parse("postgres://vm:s3cret@h/db").unwrap()),
             ..Config::default()
         };
-        assert!(!cfg.describe().contains("hunter2"));
+        assert!(!cfg.describe().contains("s3cret"));
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+        let cli = Cli::try_parse_from(["coordinator", "--database-url", "postgres://a:s3cret@h/d"])
+            .unwrap();
+        assert!(!format!("{cli:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn tls_settings_are_checked() {
+        let cli = Cli {
+            tls_cert_file: Some("c.pem".into()),
+            ..Cli::default()
+        };
+        assert!(
+            Config::load(&cli)
+                .unwrap_err()
+                .to_string()
+                .contains("go together")
+        );
+        let cli = Cli {
+            agent_ca_file: Some("ca.pem".into()),
+            ..Cli::default()
+        };
+        assert!(
+            Config::load(&cli)
+                .unwrap_err()
+                .to_string()
+                .contains("needs TLS")
+        );
     }
 
     #[test]

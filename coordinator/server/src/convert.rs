@@ -99,11 +99,17 @@ pub fn apply_update(spec: &NodeSpec, req: pb::UpdateNodeRequest) -> NodeSpec {
     s
 }
 
+/// Applies an update patch. A secret sent back as its mask ("******", what every read
+/// shows) means "unchanged": a client that reads a node and writes it back must not
+/// replace the BMC password with the mask.
 fn merge(map: &mut BTreeMap<String, String>, set: HashMap<String, String>, remove: &[String]) {
     for k in remove {
         map.remove(k);
     }
-    map.extend(set);
+    map.extend(
+        set.into_iter()
+            .filter(|(k, v)| !(core::is_secret_key(k) && v == core::MASK)),
+    );
 }
 
 /// A node as every read shows it: secrets masked.
@@ -309,6 +315,30 @@ pub fn job_result(u: &pb::JobUpdate) -> JobResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_masked_secret_written_back_keeps_the_password() {
+        let mut spec = NodeSpec::new(Uuid::new_v4());
+        spec.driver_info
+            .insert("irmc_password".into(), "real".into());
+        let req = pb::UpdateNodeRequest {
+            node: spec.uuid.to_string(),
+            driver_info: HashMap::from([
+                ("irmc_password".to_string(), core::MASK.to_string()),
+                ("irmc_username".to_string(), "admin".to_string()),
+            ]),
+            ..Default::default()
+        };
+        let out = apply_update(&spec, req);
+        assert_eq!(out.driver_info["irmc_password"], "real");
+        assert_eq!(out.driver_info["irmc_username"], "admin");
+        // A real new value does replace it.
+        let req = pb::UpdateNodeRequest {
+            driver_info: HashMap::from([("irmc_password".to_string(), "new".to_string())]),
+            ..Default::default()
+        };
+        assert_eq!(apply_update(&out, req).driver_info["irmc_password"], "new");
+    }
 
     #[test]
     fn create_request_defaults() {

@@ -197,6 +197,19 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
+    /// A handle with no engine behind it, for a follower replica: its services read the
+    /// store directly and the gate keeps every engine call away (any that slipped through
+    /// would fail with `ShuttingDown`).
+    pub fn detached(watch_buffer: usize) -> Self {
+        let (tx, _) = mpsc::channel(1);
+        let (events, _) = broadcast::channel(watch_buffer.max(1));
+        Self {
+            tx,
+            events,
+            queue: SharedQueue::default(),
+        }
+    }
+
     /// Sends a command and waits for its reply.
     pub async fn call<T>(
         &self,

@@ -62,6 +62,10 @@ pub enum ServerError {
     #[error("the coordinator is shutting down ({op})")]
     ShuttingDown { op: &'static str },
 
+    /// This replica lost (or could not confirm) its leadership and stops acting as leader.
+    #[error("leadership lost: {what}; stopping so that two replicas never lead at once")]
+    LostLeadership { what: String },
+
     /// Serving failed (bind, transport).
     #[error("serving gRPC on {addr}: {what}")]
     Serve { addr: String, what: String },
@@ -113,7 +117,9 @@ impl From<ServerError> for Status {
             ServerError::NotAllowed { .. } => Code::FailedPrecondition,
             ServerError::AgentRefused { .. } => Code::PermissionDenied,
             ServerError::Store { source, .. } => store_code(source),
-            ServerError::ShuttingDown { .. } | ServerError::Commit { .. } => Code::Unavailable,
+            ServerError::ShuttingDown { .. }
+            | ServerError::Commit { .. }
+            | ServerError::LostLeadership { .. } => Code::Unavailable,
             ServerError::Serve { .. } => Code::Internal,
         };
         Status::new(code, e.to_string())

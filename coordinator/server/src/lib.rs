@@ -8,13 +8,29 @@
 //! - `convert.rs`: the only module that sees both wire (prost) and domain types.
 //! - `engine.rs`: the single task that owns in-flight nodes, agents, the admission queue and
 //!   the placement index; batches store writes (group commit); persists before acting.
-//! - `api.rs`: `Nodes` and `Shares`; `link.rs`: `AgentLink` (separable onto an mTLS listener).
+//! - `api.rs`: `Nodes` and `Shares`; `link.rs`: `AgentLink`.
+//! - `security.rs`: TLS (rustls; agents need a client certificate from the agent CA), API
+//!   tokens and roles, and the follower's redirect: one tower layer in front of everything.
+//! - `lib.rs` ([`run`]): store selection (SQLite, or PostgreSQL with leader election),
+//!   the at-rest key, the accept loop, and the follower -> leader hand-over.
+//!
+//! # High availability (PostgreSQL)
+//! Every replica binds its listener at once and serves as a follower: store reads
+//! (GetNode, ListNodes, ValidateNode) are answered, everything else gets UNAVAILABLE
+//! "not the leader; leader is URL". Each follower polls a session advisory lock
+//! ([`coordinator_store::PgStore::campaign`]); the one that gets it loads the in-flight
+//! nodes (the same resume path as a restart), then swaps its follower services for the
+//! full ones. A leader that loses its lock connection stops the process at once rather
+//! than risk two leaders; agents and clients follow the redirect.
 //!
 //! # Invariants
 //! - Domain rules (states, verbs, validation, placement) live in `coordinator-core`; this
 //!   crate only orchestrates: it never decides a transition itself.
 //! - Every status change is committed before its side effects (jobs, events, replies).
-//! - Secrets leave only through `RevealSecrets` and jobs on an agent's own stream.
+//! - Secrets leave only through `RevealSecrets` (admin) and jobs on an agent's own stream;
+//!   at rest they are sealed by the store with the key file's current key.
+//! - With no TLS or token settings the coordinator still starts (development mode) and
+//!   says loudly at start-up what is unprotected.
 
 pub mod api;
 pub mod config;
@@ -22,56 +38,63 @@ pub mod convert;
 pub mod engine;
 pub mod error;
 pub mod link;
+pub mod security;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use config::{Cli, Config};
 pub use error::ServerError;
 
 use coordinator_store::{PgStore, SecretKeys, SqliteStore, Store};
+use futures::FutureExt as _;
+use tokio::sync::{Mutex, mpsc};
 use vmedia_proto::v1::agent_link_server::AgentLinkServer;
 use vmedia_proto::v1::nodes_server::NodesServer;
 use vmedia_proto::v1::shares_server::SharesServer;
 
+use crate::security::{GateLayer, LeaderView, Leadership, Policy};
+
 /// Largest gRPC message accepted or sent (bulk calls carry long node lists).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
-/// The secret keys: the named file, or `data_dir/secret.key` created on first start.
-fn secret_keys(cfg: &Config) -> Result<SecretKeys, ServerError> {
-    let err = |e| ServerError::store_about("load the secret key", "key file", e);
-    let keys = match &cfg.secret_key_file {
-        Some(path) => SecretKeys::from_file(path).map_err(err)?,
-        None => {
-            let path = cfg.data_dir.join("secret.key");
-            if path.exists() {
-                SecretKeys::from_file(&path).map_err(err)?
-            } else {
-                std::fs::create_dir_all(&cfg.data_dir).map_err(|e| ServerError::Config {
-                    what: format!("cannot create data dir {}: {e}", cfg.data_dir.display()),
-                })?;
-                tracing::info!(path = %path.display(), "created a new secret key file");
-                SecretKeys::create_file(&path).map_err(err)?
-            }
-        }
-    };
-    match &cfg.old_secret_key_file {
-        Some(old) => keys
-            .with_old(SecretKeys::from_file(old).map_err(err)?)
-            .map_err(err),
-        None => Ok(keys),
-    }
-}
+/// A TLS handshake that takes longer than this is dropped (a stalled peer must not hold a
+/// task forever).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, ServerError> {
-    let keys = secret_keys(cfg)?;
-    Ok(match &cfg.database_url {
-        Some(url) => Arc::new(PgStore::connect_with(url, Some(keys)).await.map_err(|e| {
-            ServerError::store_about("connect to PostgreSQL", config::redact_url(url), e)
-        })?),
-        None => Arc::new(
-            SqliteStore::open_with(&cfg.data_dir, Some(keys))
+/// A leader whose lock connection does not answer within this gives up leadership.
+const LEASE_CHECK_LIMIT: Duration = Duration::from_secs(5);
+
+/// Opens the store, resumes in-flight work, binds `cfg.listen` and serves until `shutdown`
+/// completes. `on_bound` is called with the bound address (useful with port 0). With a
+/// `database_url` the replica first serves as a follower until it wins the leadership.
+pub async fn run(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_bound: impl FnOnce(SocketAddr),
+) -> Result<(), ServerError> {
+    warn_about_development_mode(&cfg);
+    let keys = load_secret_keys(&cfg)?;
+    let tls = security::server_tls(&cfg)?;
+    let tokens = cfg
+        .tokens_file
+        .as_deref()
+        .map(security::Tokens::from_file)
+        .transpose()?;
+
+    let (store, pg): (Arc<dyn Store>, Option<PgStore>) = match &cfg.database_url {
+        Some(url) => {
+            let pg = PgStore::connect_with(url.expose(), Some(keys))
+                .await
+                .map_err(|e| {
+                    ServerError::store_about("connect to PostgreSQL", url.to_string(), e)
+                })?;
+            (Arc::new(pg.clone()), Some(pg))
+        }
+        None => {
+            let st = SqliteStore::open_with(&cfg.data_dir, Some(keys))
                 .await
                 .map_err(|e| {
                     ServerError::store_about(
@@ -79,23 +102,12 @@ async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, ServerError> {
                         format!("data dir {}", cfg.data_dir.display()),
                         e,
                     )
-                })?,
-        ),
-    })
-}
+                })?;
+            (Arc::new(st), None)
+        }
+    };
 
-/// Opens the store, resumes in-flight work, binds `cfg.listen` and serves until `shutdown`
-/// completes. `on_bound` is called with the bound address (useful with port 0).
-pub async fn run(
-    cfg: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    on_bound: impl FnOnce(SocketAddr),
-) -> Result<(), ServerError> {
-    let store = open_store(&cfg).await?;
     let listen = cfg.listen;
-    let (engine, handle) = engine::Engine::start(cfg, store.clone()).await?;
-    let engine_task = tokio::spawn(engine.run());
-
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| ServerError::Serve {
@@ -107,69 +119,374 @@ pub async fn run(
         what: e.to_string(),
     })?;
     on_bound(addr);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let advertise = cfg
+        .advertise_url
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
 
-    let api = api::Api {
+    let leadership = LeaderView::new(if pg.is_some() {
+        Leadership::Follower { leader: None }
+    } else {
+        Leadership::Leader
+    });
+    let policy = Arc::new(Policy {
+        tokens,
+        agents_need_certificates: cfg.agent_ca_file.is_some(),
+        leadership: leadership.clone(),
+    });
+    let shutdown = shutdown.boxed().shared();
+    let ctx = Ctx {
+        cfg,
         store,
-        engine: handle.clone(),
+        pg,
+        policy,
+        leadership,
+        advertise,
+        addr,
     };
-    let link = link::Link { engine: handle };
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(vmedia_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| ServerError::Serve {
-            addr: addr.to_string(),
-            what: format!("reflection: {e}"),
-        })?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(vmedia_proto::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .map_err(|e| ServerError::Serve {
-            addr: addr.to_string(),
-            what: format!("reflection: {e}"),
-        })?;
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<NodesServer<api::Api>>().await;
-    health.set_serving::<SharesServer<api::Api>>().await;
-    health.set_serving::<AgentLinkServer<link::Link>>().await;
-
-    let result = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(
-            NodesServer::new(api.clone())
-                .max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE),
-        )
-        .add_service(
-            SharesServer::new(api)
-                .max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE),
-        )
-        .add_service(AgentLinkServer::new(link).max_decoding_message_size(MAX_MESSAGE))
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(health_service)
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
-        .await
-        .map_err(|e| ServerError::Serve {
-            addr: addr.to_string(),
-            what: e.to_string(),
-        });
-    engine_task.abort();
-    result
+    match tls {
+        Some(tls) => {
+            let rx = accept_tls(listener, tokio_rustls::TlsAcceptor::from(tls));
+            ctx.serve(rx, shutdown).await
+        }
+        None => {
+            let rx = accept_plain(listener);
+            ctx.serve(rx, shutdown).await
+        }
+    }
 }
 
-/// Accepted connections with Nagle off: `Server::tcp_nodelay` applies only to listeners
-/// tonic binds itself, and small unary replies otherwise wait for the peer's delayed ACK
-/// (~40 ms per call).
-fn incoming(
+/// Says what development mode leaves open.
+fn warn_about_development_mode(cfg: &Config) {
+    if cfg.tls_cert_file.is_none() {
+        tracing::warn!(
+            "DEVELOPMENT MODE: gRPC WITHOUT TLS: traffic (including BMC passwords in agent jobs) is in clear and share agents are not authenticated; set tls_cert_file, tls_key_file and agent_ca_file (`vmedia certs init` makes a development set)"
+        );
+    } else if cfg.agent_ca_file.is_none() {
+        tracing::warn!(
+            "TLS without agent_ca_file: any client can open an AgentLink session; set agent_ca_file to require agent certificates"
+        );
+    }
+    if cfg.tokens_file.is_none() {
+        tracing::warn!(
+            "DEVELOPMENT MODE: NO API AUTHENTICATION: every caller is admin (may reveal BMC passwords); set tokens_file"
+        );
+    }
+}
+
+/// The at-rest key: the configured file (which must exist), or `<data_dir>/secret.key`,
+/// created with a fresh key on the first start. Old key files are added for reading.
+fn load_secret_keys(cfg: &Config) -> Result<SecretKeys, ServerError> {
+    let fail = |e: coordinator_store::StoreError| ServerError::Config {
+        what: e.to_string(),
+    };
+    let path = cfg.secret_key_path();
+    let mut keys = if cfg.secret_key_file.is_none() && !path.exists() {
+        if cfg.database_url.is_some() {
+            return Err(ServerError::Config {
+                what:
+                    "with database_url, give secret_key_file (the same key file on every replica)"
+                        .to_owned(),
+            });
+        }
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| ServerError::Config {
+            what: format!("cannot create data dir {}: {e}", cfg.data_dir.display()),
+        })?;
+        let k = SecretKeys::create_file(&path).map_err(fail)?;
+        tracing::warn!(key_file = %path.display(), key_id = k.current_id(),
+            "created a new at-rest secret key; back it up: without it the stored BMC passwords cannot be read");
+        k
+    } else {
+        SecretKeys::from_file(&path).map_err(fail)?
+    };
+    for old in &cfg.old_secret_key_file {
+        keys = keys
+            .with_old(SecretKeys::from_file(old).map_err(fail)?)
+            .map_err(fail)?;
+    }
+    tracing::info!(key_id = keys.current_id(), "secrets are sealed at rest");
+    Ok(keys)
+}
+
+/// Accepted plain TCP connections (Nagle off: `Server::tcp_nodelay` applies only to
+/// listeners tonic binds itself, and small unary replies otherwise wait for the peer's
+/// delayed ACK, ~40 ms per call).
+fn accept_plain(listener: tokio::net::TcpListener) -> mpsc::Receiver<tokio::net::TcpStream> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((s, _)) => {
+                    if let Err(e) = s.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                    if tx.send(s).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Accepted TLS connections. Each handshake runs in its own task; a refused one (for
+/// example a client certificate not signed by the agent CA) is logged with the peer's
+/// address and dropped.
+fn accept_tls(
     listener: tokio::net::TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use futures::StreamExt as _;
-    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-        conn.inspect(|s| {
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> mpsc::Receiver<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (s, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
             if let Err(e) = s.set_nodelay(true) {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
-        })
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(s)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(tls).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(peer = %peer, error = %e, "TLS handshake refused");
+                    }
+                    Err(_) => {
+                        tracing::warn!(peer = %peer, "TLS handshake timed out");
+                    }
+                }
+            });
+        }
+    });
+    rx
+}
+
+/// A stream over the shared accept queue. Each server generation (follower, then leader)
+/// reads from the same queue, one after the other. The stream ends as soon as `stop`
+/// turns true: it must let go of the queue at once, even while its server still drains
+/// open connections, so the next generation can take new ones.
+fn incoming<IO: Send + 'static>(
+    rx: Arc<Mutex<mpsc::Receiver<IO>>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> impl futures::Stream<Item = Result<IO, std::io::Error>> + Send {
+    futures::stream::unfold((rx, stop), |(rx, mut stop)| async move {
+        let next = {
+            let mut queue = tokio::select! {
+                q = rx.lock() => q,
+                _ = stop.wait_for(|s| *s) => return None,
+            };
+            tokio::select! {
+                io = queue.recv() => io,
+                _ = stop.wait_for(|s| *s) => None,
+            }
+        };
+        next.map(|io| (Ok(io), (rx, stop)))
     })
+}
+
+type SharedShutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
+
+struct Ctx {
+    cfg: Config,
+    store: Arc<dyn Store>,
+    pg: Option<PgStore>,
+    policy: Arc<Policy>,
+    leadership: LeaderView,
+    advertise: String,
+    addr: SocketAddr,
+}
+
+impl Ctx {
+    async fn serve<IO>(
+        self,
+        rx: mpsc::Receiver<IO>,
+        shutdown: SharedShutdown,
+    ) -> Result<(), ServerError>
+    where
+        IO: tokio::io::AsyncRead
+            + tokio::io::AsyncWrite
+            + tonic::transport::server::Connected
+            + Unpin
+            + Send
+            + 'static,
+    {
+        let rx = Arc::new(Mutex::new(rx));
+        let Some(pg) = self.pg.clone() else {
+            let (engine, handle) =
+                engine::Engine::start(self.cfg.clone(), self.store.clone()).await?;
+            let engine_task = tokio::spawn(engine.run());
+            let (_never, open) = tokio::sync::watch::channel(false);
+            let r = self.generation(handle, incoming(rx, open), shutdown).await;
+            engine_task.abort();
+            return r;
+        };
+
+        // Follower until elected.
+        let (stop_follower, mut follower_stopped) = tokio::sync::watch::channel(false);
+        let follower = tokio::spawn({
+            let ctx = self.clone_parts();
+            let handle = engine::EngineHandle::detached(self.cfg.watch_buffer);
+            let stream = incoming(rx.clone(), follower_stopped.clone());
+            async move {
+                ctx.generation(handle, stream, async move {
+                    let _ = follower_stopped.wait_for(|s| *s).await;
+                })
+                .await
+            }
+        });
+        let hints = tokio::spawn({
+            let pg = pg.clone();
+            let view = self.leadership.clone();
+            let poll = self.cfg.leader_poll;
+            async move {
+                loop {
+                    if let Ok(Some((url, _))) = pg.leader().await {
+                        view.set(Leadership::Follower { leader: Some(url) });
+                    }
+                    tokio::time::sleep(poll).await;
+                }
+            }
+        });
+        let holder = format!("{}@pid{}", self.advertise, std::process::id());
+        tracing::info!(advertise = %self.advertise, "following; campaigning for leadership");
+        let lease = tokio::select! {
+            l = pg.campaign(&self.advertise, &holder, self.cfg.leader_poll) => l,
+            () = shutdown.clone() => {
+                hints.abort();
+                let _ = stop_follower.send(true);
+                let _ = follower.await;
+                return Ok(());
+            }
+        };
+        hints.abort();
+        let lease =
+            lease.map_err(|e| ServerError::store_about("win the leadership", "leader lock", e))?;
+        let t0 = std::time::Instant::now();
+        // Clients asking now are told to come back here.
+        self.leadership.set(Leadership::Follower {
+            leader: Some(self.advertise.clone()),
+        });
+        let (engine, handle) = engine::Engine::start(self.cfg.clone(), self.store.clone()).await?;
+        let engine_task = tokio::spawn(engine.run());
+        // Hand the listener over: the follower stops taking connections (its open ones
+        // drain), then the leader's services take the queue.
+        let _ = stop_follower.send(true);
+        self.leadership.set(Leadership::Leader);
+        tracing::info!(advertise = %self.advertise, took_ms = t0.elapsed().as_millis() as u64,
+            "this replica now leads (in-flight work resumed)");
+        let lost = lease.lost(self.cfg.leader_poll, LEASE_CHECK_LIMIT);
+        let (_keep, never_stop) = tokio::sync::watch::channel(false);
+        let result = tokio::select! {
+            r = self.generation(handle, incoming(rx, never_stop), shutdown) => r,
+            e = lost => {
+                tracing::error!(error = %e, "leadership lost; stopping");
+                Err(ServerError::LostLeadership { what: e.to_string() })
+            }
+        };
+        engine_task.abort();
+        drop(follower);
+        result
+    }
+
+    fn clone_parts(&self) -> Ctx {
+        Ctx {
+            cfg: self.cfg.clone(),
+            store: self.store.clone(),
+            pg: self.pg.clone(),
+            policy: self.policy.clone(),
+            leadership: self.leadership.clone(),
+            advertise: self.advertise.clone(),
+            addr: self.addr,
+        }
+    }
+
+    /// One server over `stream` with every service behind the gate, until `stop`.
+    async fn generation<IO>(
+        &self,
+        handle: engine::EngineHandle,
+        stream: impl futures::Stream<Item = Result<IO, std::io::Error>> + Send,
+        stop: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError>
+    where
+        IO: tokio::io::AsyncRead
+            + tokio::io::AsyncWrite
+            + tonic::transport::server::Connected
+            + Unpin
+            + Send
+            + 'static,
+    {
+        let addr = self.addr;
+        let api = api::Api {
+            store: self.store.clone(),
+            engine: handle.clone(),
+        };
+        let link = link::Link {
+            engine: handle,
+            check_agent_identity: self.policy.agents_need_certificates,
+        };
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(vmedia_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| ServerError::Serve {
+                addr: addr.to_string(),
+                what: format!("reflection: {e}"),
+            })?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(vmedia_proto::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| ServerError::Serve {
+                addr: addr.to_string(),
+                what: format!("reflection: {e}"),
+            })?;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<NodesServer<api::Api>>().await;
+        if self.leadership.get() == Leadership::Leader {
+            health.set_serving::<SharesServer<api::Api>>().await;
+            health.set_serving::<AgentLinkServer<link::Link>>().await;
+        } else {
+            health.set_not_serving::<SharesServer<api::Api>>().await;
+            health
+                .set_not_serving::<AgentLinkServer<link::Link>>()
+                .await;
+        }
+
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .layer(GateLayer::new(self.policy.clone()))
+            .add_service(
+                NodesServer::new(api.clone())
+                    .max_decoding_message_size(MAX_MESSAGE)
+                    .max_encoding_message_size(MAX_MESSAGE),
+            )
+            .add_service(
+                SharesServer::new(api)
+                    .max_decoding_message_size(MAX_MESSAGE)
+                    .max_encoding_message_size(MAX_MESSAGE),
+            )
+            .add_service(AgentLinkServer::new(link).max_decoding_message_size(MAX_MESSAGE))
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(health_service)
+            .serve_with_incoming_shutdown(stream, stop)
+            .await
+            .map_err(|e| ServerError::Serve {
+                addr: addr.to_string(),
+                what: e.to_string(),
+            })
+    }
 }

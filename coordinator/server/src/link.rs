@@ -18,6 +18,34 @@ use crate::error::ServerError;
 #[derive(Clone)]
 pub struct Link {
     pub engine: EngineHandle,
+    /// mTLS is on: the session's client certificate must name the agent id of its hello.
+    pub check_agent_identity: bool,
+}
+
+impl Link {
+    /// With mTLS on: the caller's certificate must name `agent` (the id it claims).
+    fn check_identity<T>(&self, req: &Request<T>, agent: &str) -> Result<(), Status> {
+        if !self.check_agent_identity {
+            return Ok(());
+        }
+        let named = req
+            .peer_certs()
+            .as_deref()
+            .and_then(|c| c.first())
+            .is_some_and(|c| crate::security::certificate_names_agent(c, agent.trim()));
+        if named {
+            return Ok(());
+        }
+        let peer = req
+            .remote_addr()
+            .map_or_else(|| "-".to_owned(), |a| a.to_string());
+        tracing::warn!(peer = %peer, agent = %agent, "share agent refused: its certificate does not name this agent id");
+        Err(ServerError::AgentRefused {
+            agent: agent.to_owned(),
+            reason: "the client certificate does not name this agent id".to_owned(),
+        }
+        .into())
+    }
 }
 
 #[tonic::async_trait]
@@ -29,6 +57,10 @@ impl AgentLink for Link {
         &self,
         req: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        let certs = req.peer_certs();
+        let peer = req
+            .remote_addr()
+            .map_or_else(|| "-".to_owned(), |a| a.to_string());
         let mut inbound = req.into_inner();
         let first = inbound.message().await?.ok_or_else(|| {
             Status::invalid_argument("AgentLink.Session: the stream ended before hello")
@@ -42,6 +74,20 @@ impl AgentLink for Link {
             }
         };
         let agent = hello.agent_id.trim().to_owned();
+        if self.check_agent_identity {
+            let named = certs
+                .as_deref()
+                .and_then(|c| c.first())
+                .is_some_and(|c| crate::security::certificate_names_agent(c, &agent));
+            if !named {
+                tracing::warn!(peer = %peer, agent = %agent, "share agent refused: its certificate does not name this agent id");
+                return Err(ServerError::AgentRefused {
+                    agent,
+                    reason: "the client certificate does not name this agent id".to_owned(),
+                }
+                .into());
+            }
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let session = self
             .engine
@@ -95,6 +141,7 @@ impl AgentLink for Link {
         &self,
         req: Request<pb::RamdiskLookupRequest>,
     ) -> Result<Response<pb::RamdiskLookupResponse>, Status> {
+        self.check_identity(&req, &req.get_ref().agent_id)?;
         let req = req.into_inner();
         if req.node_uuid.is_empty() && req.addresses.iter().all(|a| a.trim().is_empty()) {
             return Err(ServerError::invalid(
@@ -113,6 +160,7 @@ impl AgentLink for Link {
         &self,
         req: Request<pb::RamdiskHeartbeatRequest>,
     ) -> Result<Response<pb::RamdiskHeartbeatResponse>, Status> {
+        self.check_identity(&req, &req.get_ref().agent_id)?;
         let req = req.into_inner();
         self.engine
             .call("ramdisk heartbeat", |reply| Cmd::RamdiskHeartbeat {

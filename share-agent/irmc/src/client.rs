@@ -132,8 +132,12 @@ impl IrmcClient {
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeout)
             .timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(4);
+            // A node's requests come in bursts (one job at a time, each awaited), so one
+            // idle connection per BMC is all a burst can reuse, and it is worth keeping
+            // only for the burst: an agent serves thousands of BMCs, and every idle
+            // connection also holds a socket on the BMC side.
+            .pool_idle_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(1);
         match verify {
             TlsVerify::System => {}
             TlsVerify::CaFile(path) => {

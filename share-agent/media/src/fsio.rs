@@ -44,11 +44,21 @@ pub fn ensure_space(dir: &Path, target: &Path, needed: u64) -> Result<(), MediaE
     Ok(())
 }
 
+/// A block of zeros to compare against.
+static ZERO_BLOCK: [u8; BLOCK] = [0; BLOCK];
+
+/// True when `chunk` (at most `BLOCK` bytes) is all zeros. A slice comparison is a
+/// vectorised `memcmp`; a byte-by-byte `iter().all()` is ~20x slower and was the largest
+/// CPU cost of a deploy in the share agent (a floppy image is 360 blocks, scanned twice).
+fn is_zero(chunk: &[u8]) -> bool {
+    chunk == &ZERO_BLOCK[..chunk.len().min(BLOCK)]
+}
+
 /// Bytes a sparse write of `bytes` will allocate (non-zero `BLOCK`s).
 pub fn sparse_allocation(bytes: &[u8]) -> u64 {
     bytes
         .chunks(BLOCK)
-        .filter(|c| c.iter().any(|b| *b != 0))
+        .filter(|c| !is_zero(c))
         .map(|c| c.len() as u64)
         .sum()
 }
@@ -114,7 +124,7 @@ fn write_then_rename(
     let werr = |e| MediaError::io("write", tmp, e);
     if sparse {
         for chunk in bytes.chunks(BLOCK) {
-            if chunk.iter().all(|b| *b == 0) {
+            if is_zero(chunk) {
                 f.seek(SeekFrom::Current(chunk.len() as i64))
                     .map_err(werr)?;
             } else {

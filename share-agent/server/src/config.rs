@@ -67,7 +67,8 @@ pub struct Cli {
     /// Stable agent name (default: the host name).
     #[arg(long, env = "SHARE_AGENT_AGENT_ID")]
     pub agent_id: Option<String>,
-    /// Coordinator gRPC endpoint, e.g. http://10.0.0.1:50051.
+    /// Coordinator gRPC endpoint, e.g. https://10.0.0.1:50051; several replicas comma
+    /// separated (the agent follows the leader).
     #[arg(long, env = "SHARE_AGENT_COORDINATOR")]
     pub coordinator: Option<String>,
     /// CA bundle verifying the coordinator (https endpoints; default: system roots).
@@ -337,7 +338,7 @@ pub struct CoordinatorTls {
 pub struct Config {
     /// Stable agent name.
     pub agent_id: String,
-    /// Coordinator gRPC endpoint.
+    /// Coordinator gRPC endpoint(s), comma separated for several replicas.
     pub coordinator: String,
     /// TLS towards the coordinator (used with an https endpoint).
     pub coordinator_tls: CoordinatorTls,

@@ -33,7 +33,8 @@ pub struct HttpState {
     /// Wakes jobs waiting for a node's next heartbeat.
     pub heartbeats: Arc<HeartbeatBus>,
     /// The coordinator relay.
-    pub link: pb::agent_link_client::AgentLinkClient<tonic::transport::Channel>,
+    /// The coordinator in use (follows the leader among replicas).
+    pub link: crate::link::Coordinators,
     /// This agent's id (sent with every relay).
     pub agent_id: String,
 }
@@ -274,7 +275,7 @@ async fn lookup(
             "Incomplete lookup request: at least one MAC address or a node UUID is required.",
         );
     }
-    let mut link = st.link.clone();
+    let mut link = st.link.client();
     let req = pb::RamdiskLookupRequest {
         agent_id: st.agent_id.clone(),
         addresses,
@@ -365,7 +366,7 @@ async fn heartbeat(
             "Invalid or missing agent token received.",
         );
     };
-    let mut link = st.link.clone();
+    let mut link = st.link.client();
     let req = pb::RamdiskHeartbeatRequest {
         agent_id: st.agent_id.clone(),
         node_uuid: uuid.clone(),

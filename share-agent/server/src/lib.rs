@@ -6,7 +6,8 @@
 //! # Layout
 //! - [`config`]: the TOML/flag/env configuration (Ironic `[irmc]` names).
 //! - [`checks`]: start-up checks on the share root (refusals and warnings).
-//! - [`link`]: the coordinator link (`AgentLink.Session`, reconnects).
+//! - [`link`]: the coordinator link (`AgentLink.Session`, reconnects, mTLS, follows
+//!   the leader among several coordinator replicas).
 //! - [`jobs`]: the job engine (idempotency, per-node serialisation) and the
 //!   jobs themselves (prepare-ramdisk, write-image, prepare-instance, ...).
 //! - [`agent`]: shared state (caches, BMC clients, node records) and the
@@ -116,7 +117,7 @@ pub async fn run(
         )
     })?;
 
-    let channel = link::channel(&cfg.coordinator, &cfg.coordinator_tls)?;
+    let coordinators = link::Coordinators::new(&cfg.coordinator, &cfg.coordinator_tls)?;
     let agent = Arc::new(agent::Agent::new(
         cfg,
         share_root,
@@ -128,7 +129,7 @@ pub async fn run(
     let state = http::HttpState {
         publications: agent.publications.clone(),
         heartbeats: agent.heartbeats.clone(),
-        link: vmedia_proto::v1::agent_link_client::AgentLinkClient::new(channel.clone()),
+        link: coordinators.clone(),
         agent_id: agent.cfg.agent_id.clone(),
     };
     let app = http::router(state);
@@ -162,7 +163,7 @@ pub async fn run(
             }
         }
     });
-    let link_task = tokio::spawn(link::run(agent.clone(), channel, shutdown.clone()));
+    let link_task = tokio::spawn(link::run(agent.clone(), coordinators, shutdown.clone()));
 
     shutdown.cancelled().await;
     let _ = link_task.await;

@@ -3,6 +3,11 @@
 //! then heartbeats and runs the jobs that come down. When the stream drops it
 //! reconnects with capped exponential backoff and jitter; running jobs keep
 //! running, and their latest state rides in the next `hello.known_jobs`.
+//!
+//! Several coordinator replicas (`coordinator = "https://a:50051,https://b:50051"`):
+//! [`Coordinators`] holds the channel to the one believed to lead. A follower answers
+//! "not the leader; leader is URL": the link switches there; an unreachable one makes
+//! it try the next in the list. The ramdisk relays (`http.rs`) always use the current one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +57,99 @@ pub fn channel(endpoint: &str, tls: &CoordinatorTls) -> Result<Channel, AgentErr
     Ok(ep.connect_lazy())
 }
 
+/// The configured coordinators and the channel to the one in use.
+#[derive(Clone)]
+pub struct Coordinators {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoints: Vec<String>,
+    tls: CoordinatorTls,
+    current: std::sync::RwLock<(String, Channel)>,
+}
+
+impl Coordinators {
+    /// `list`: one endpoint or several, comma separated. Channels are lazy: nothing
+    /// connects until the first call.
+    pub fn new(list: &str, tls: &CoordinatorTls) -> Result<Self, AgentError> {
+        let endpoints: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let Some(first) = endpoints.first().cloned() else {
+            return Err(AgentError::config(
+                "coordinator",
+                "no coordinator endpoint given",
+            ));
+        };
+        // Validate every entry now, so a typo fails at start-up, not at fail-over.
+        for e in &endpoints {
+            channel(e, tls)?;
+        }
+        let ch = channel(&first, tls)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                endpoints,
+                tls: tls.clone(),
+                current: std::sync::RwLock::new((first, ch)),
+            }),
+        })
+    }
+
+    /// The endpoint in use.
+    pub fn current(&self) -> String {
+        match self.inner.current.read() {
+            Ok(g) => g.0.clone(),
+            Err(p) => p.into_inner().0.clone(),
+        }
+    }
+
+    /// A client on the endpoint in use.
+    pub fn client(&self) -> pb::agent_link_client::AgentLinkClient<Channel> {
+        let ch = match self.inner.current.read() {
+            Ok(g) => g.1.clone(),
+            Err(p) => p.into_inner().1.clone(),
+        };
+        pb::agent_link_client::AgentLinkClient::new(ch)
+    }
+
+    /// After a failure on the current endpoint: go where a follower's redirect points
+    /// ("... leader is URL"), or else to the next configured endpoint.
+    pub fn follow(&self, failure: &str) {
+        let current = self.current();
+        let hinted = failure
+            .split("leader is ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(|u| u.trim_end_matches([',', ';', ')']).to_owned())
+            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+            .filter(|u| *u != current);
+        let next = hinted.unwrap_or_else(|| {
+            let eps = &self.inner.endpoints;
+            let i = eps.iter().position(|e| *e == current).map_or(0, |i| i + 1);
+            eps[i % eps.len()].clone()
+        });
+        if next == current {
+            return;
+        }
+        match channel(&next, &self.inner.tls) {
+            Ok(ch) => {
+                tracing::info!(from = %current, to = %next, "switching coordinator");
+                match self.inner.current.write() {
+                    Ok(mut g) => *g = (next, ch),
+                    Err(p) => *p.into_inner() = (next, ch),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(endpoint = %next, error = %e, "cannot use the coordinator endpoint")
+            }
+        }
+    }
+}
+
 fn hello(agent: &Agent) -> pb::AgentHello {
     let cfg = &agent.cfg;
     let s = &cfg.share;
@@ -76,19 +174,31 @@ fn hello(agent: &Agent) -> pb::AgentHello {
 }
 
 /// Runs the link until `shutdown`.
-pub async fn run(agent: Arc<Agent>, channel: Channel, shutdown: CancellationToken) {
+pub async fn run(agent: Arc<Agent>, coordinators: Coordinators, shutdown: CancellationToken) {
     let mut backoff = Duration::from_millis(200);
     let max = agent.cfg.reconnect_max.max(Duration::from_millis(200));
     loop {
-        let endpoint = agent.cfg.coordinator.clone();
-        match session(&agent, channel.clone(), &shutdown).await {
+        let endpoint = coordinators.current();
+        match session(&agent, &endpoint, coordinators.client(), &shutdown).await {
             Ok(true) => {
                 // A session that got as far as welcome resets the backoff.
                 backoff = Duration::from_millis(200);
                 tracing::warn!(coordinator = %endpoint, "coordinator session ended; reconnecting");
+                coordinators.follow("");
             }
             Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "coordinator session failed; reconnecting"),
+            Err(e) => {
+                let text = e.to_string();
+                if text.contains("not the leader") {
+                    // A follower: go to the leader at once, no backoff growth.
+                    tracing::info!(coordinator = %endpoint, reason = %text, "coordinator is a follower; following the redirect");
+                    coordinators.follow(&text);
+                    backoff = Duration::from_millis(200);
+                } else {
+                    tracing::warn!(error = %e, "coordinator session failed; reconnecting");
+                    coordinators.follow(&text);
+                }
+            }
         }
         agent.sink.disconnect();
         if shutdown.is_cancelled() {
@@ -109,10 +219,11 @@ pub async fn run(agent: Arc<Agent>, channel: Channel, shutdown: CancellationToke
 /// One session. Ok(true) when it was welcomed and later ended cleanly.
 async fn session(
     agent: &Arc<Agent>,
-    channel: Channel,
+    endpoint: &str,
+    mut client: pb::agent_link_client::AgentLinkClient<Channel>,
     shutdown: &CancellationToken,
 ) -> Result<bool, AgentError> {
-    let endpoint = agent.cfg.coordinator.clone();
+    let endpoint = endpoint.to_owned();
     let err = |op: &str, reason: String| AgentError::Coordinator {
         endpoint: endpoint.clone(),
         operation: op.to_string(),
@@ -130,7 +241,6 @@ async fn session(
     if !queued {
         return Err(err("hello", "cannot queue the hello".into()));
     }
-    let mut client = pb::agent_link_client::AgentLinkClient::new(channel);
     let mut inbound = tokio::select! {
         () = shutdown.cancelled() => return Ok(false),
         r = client.session(ReceiverStream::new(rx)) => r.map_err(|s| err("open session", format!("{}: {}", s.code(), s.message())))?.into_inner(),
@@ -174,5 +284,34 @@ async fn session(
                 Err(s) => return Err(err("session", format!("{}: {}", s.code(), s.message()))),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn follows_redirects_and_rotates_past_dead_replicas() {
+        let tls = CoordinatorTls::default();
+        let c = Coordinators::new(
+            "http://127.0.0.1:1, http://127.0.0.1:2,http://127.0.0.1:3",
+            &tls,
+        )
+        .unwrap();
+        assert_eq!(c.current(), "http://127.0.0.1:1");
+        // A follower names the leader.
+        c.follow("open session: Unavailable: /vmedia.v1.AgentLink/Session: not the leader; leader is http://127.0.0.1:3");
+        assert_eq!(c.current(), "http://127.0.0.1:3");
+        // Unreachable (or a stale hint naming the replica that just failed): next in the list.
+        c.follow("open session: transport error");
+        assert_eq!(c.current(), "http://127.0.0.1:1");
+        c.follow("not the leader; leader is http://127.0.0.1:1");
+        assert_eq!(c.current(), "http://127.0.0.1:2");
+        // No leader yet: rotate.
+        c.follow("not the leader; no leader is elected yet, retry shortly");
+        assert_eq!(c.current(), "http://127.0.0.1:3");
+        assert!(Coordinators::new(" , ", &tls).is_err());
+        assert!(Coordinators::new("http://ok:1,not a url", &tls).is_err());
     }
 }

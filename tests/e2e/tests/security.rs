@@ -81,7 +81,29 @@ async fn trust_roles_and_secrets() -> anyhow::Result<()> {
             &pw,
             Some(pki.agents["share-1"].clone()),
         )?;
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Wait until the coordinator has refused all three (each retries with backoff).
+        let log_path = f.spec.work_dir.join("logs/coordinator.log");
+        let refused = |log: &str| {
+            let lines: Vec<&str> = log.lines().filter(|l| l.contains("peer=127.0.0.1:")).collect();
+            // Another CA: refused in the TLS handshake.
+            lines.iter().any(|l| l.contains("TLS handshake refused"))
+                // No certificate: refused at AgentLink.
+                && lines.iter().any(|l| l.contains("share agent refused: no client certificate"))
+                // Our CA, but another agent's certificate.
+                && lines.iter().any(|l| l.contains("does not name this agent id") && l.contains("share-7"))
+        };
+        let t0 = std::time::Instant::now();
+        loop {
+            let log = plain(&std::fs::read_to_string(&log_path)?);
+            if refused(&log) {
+                break;
+            }
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(60),
+                "the coordinator must log each refusal with the peer address:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let shares = f
             .shares_client()
             .await?
@@ -93,19 +115,6 @@ async fn trust_roles_and_secrets() -> anyhow::Result<()> {
         anyhow::ensure!(
             ids == ["share-1"],
             "only the trusted agent may register, got {ids:?}"
-        );
-        let log = plain(&std::fs::read_to_string(
-            f.spec.work_dir.join("logs/coordinator.log"),
-        )?);
-        anyhow::ensure!(
-            log.lines()
-                .any(|l| l.contains("TLS handshake refused") && l.contains("peer=127.0.0.1:")),
-            "the coordinator must log the refused handshake with the peer address:\n{log}"
-        );
-        anyhow::ensure!(
-            log.lines()
-                .any(|l| l.contains("share agent refused") && l.contains("peer=127.0.0.1:")),
-            "the coordinator must log the agent without a certificate:\n{log}"
         );
         for p in [&mut untrusted, &mut anonymous, &mut impostor] {
             p.kill().await;
