@@ -1,0 +1,131 @@
+//! `vmedia bmc info`, the real binary, against `irmc-sim --report` with the real iRMC S4
+//! report: it prints the model and firmware; against a report without a
+//! ManagementControllers section it exits non-zero with a one-line reason.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncBufReadExt as _;
+
+fn fixture() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../irmc-sim/fixtures/report-s4-7.65F-rx300s8.xml")
+}
+
+/// Starts one simulated iRMC serving `report` over HTTPS on 443; returns it, its address
+/// and the CA file that verifies it.
+async fn sim(
+    report: &std::path::Path,
+    dir: &std::path::Path,
+) -> anyhow::Result<(tokio::process::Child, String, std::path::PathBuf)> {
+    let bin = vmedia::fleet::default_bin_dir()?;
+    let base = vmedia::fleet::random_sim_base();
+    let ca = dir.join("ca.pem");
+    let mut child = tokio::process::Command::new(bin.join("irmc-sim"))
+        .args([
+            "--count",
+            "1",
+            "--https-port",
+            "443",
+            "--username",
+            "admin",
+            "--password",
+            "s3cret<&\"",
+        ])
+        .arg("--base-address")
+        .arg(base.to_string())
+        .arg("--report")
+        .arg(report)
+        .arg("--cert-out")
+        .arg(&ca)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = tokio::io::BufReader::new(
+        child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?,
+    )
+    .lines();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(l) = lines.next_line().await? {
+            if l.starts_with("ready") {
+                return Ok(());
+            }
+        }
+        anyhow::bail!("irmc-sim exited before it was ready")
+    })
+    .await??;
+    Ok((child, base.to_string(), ca))
+}
+
+async fn bmc_info(address: &str, ca: &std::path::Path) -> anyhow::Result<std::process::Output> {
+    let bin = vmedia::fleet::default_bin_dir()?;
+    Ok(tokio::process::Command::new(bin.join("vmedia"))
+        .args([
+            "bmc",
+            "info",
+            "--username",
+            "admin",
+            "--password",
+            "s3cret<&\"",
+            "--address",
+            address,
+        ])
+        .arg("--ca")
+        .arg(ca)
+        .output()
+        .await?)
+}
+
+#[tokio::test]
+async fn bmc_info_reads_the_real_s4_report() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (mut child, address, ca) = sim(&fixture(), dir.path()).await?;
+    let out = bmc_info(&address, &ca).await?;
+    let _ = child.kill().await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success(),
+        "vmedia bmc info failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    anyhow::ensure!(stdout.contains("iRMC S4"), "{stdout}");
+    anyhow::ensure!(stdout.contains("7.65F"), "{stdout}");
+    anyhow::ensure!(!stdout.contains("s3cret"), "the password is printed");
+    Ok(())
+}
+
+#[tokio::test]
+async fn bmc_info_without_management_controllers_fails_in_one_line() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let full = std::fs::read_to_string(fixture())?;
+    let start = full
+        .find("<ManagementControllers")
+        .ok_or_else(|| anyhow::anyhow!("fixture changed"))?;
+    let end = full
+        .find("</ManagementControllers>")
+        .ok_or_else(|| anyhow::anyhow!("fixture changed"))?
+        + "</ManagementControllers>".len();
+    let stripped = dir.path().join("report.xml");
+    std::fs::write(&stripped, format!("{}{}", &full[..start], &full[end..]))?;
+    let (mut child, address, ca) = sim(&stripped, dir.path()).await?;
+    let out = bmc_info(&address, &ca).await?;
+    let _ = child.kill().await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(
+        !out.status.success(),
+        "succeeded without a ManagementControllers section"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    anyhow::ensure!(lines.len() == 1, "expected one line, got: {stderr}");
+    anyhow::ensure!(lines[0].contains("ManagementControllers"), "{stderr}");
+    anyhow::ensure!(
+        lines[0].contains(&address),
+        "the reason does not name the BMC: {stderr}"
+    );
+    anyhow::ensure!(!stderr.contains("s3cret"), "the password is printed");
+    Ok(())
+}
