@@ -105,14 +105,15 @@ impl FleetSpec {
     }
 }
 
-/// A random `127.R.0.1` base (R in 2..=250) so that concurrent fleets do not collide.
+/// A random `127.R.S.1` base (R in 2..=241, S in 0..=199, so 10,000 nodes still fit below
+/// 127.R.255.255) so that concurrent fleets on one machine rarely collide.
 pub fn random_sim_base() -> Ipv4Addr {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let r = 2 + ((nanos ^ std::process::id().rotate_left(7)) % 249) as u8;
-    Ipv4Addr::new(127, r, 0, 1)
+    use std::hash::{BuildHasher as _, Hasher as _};
+    // RandomState is seeded from the OS for every instance: a cheap random u64.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let x = h.finish();
+    Ipv4Addr::new(127, 2 + (x % 240) as u8, ((x >> 16) % 200) as u8, 1)
 }
 
 /// The directory holding this program's sibling binaries (release or debug), or
@@ -247,7 +248,7 @@ pub struct Fleet {
 
 impl Fleet {
     /// Starts every process and waits until the coordinator sees every agent.
-    pub async fn start(spec: FleetSpec) -> Result<Fleet> {
+    pub async fn start(mut spec: FleetSpec) -> Result<Fleet> {
         let w = &spec.work_dir;
         for d in ["logs", "data", "media"] {
             std::fs::create_dir_all(w.join(d))
@@ -291,47 +292,60 @@ impl Fleet {
         // Simulator first: it knows the shares and writes its CA.
         let ca_file = w.join("irmc-ca.pem");
         let bmc_pw_file = write_secret(w, "bmc-password", &spec.bmc_password)?;
-        let mut sim_cmd = Command::new(spec.bin_dir.join("irmc-sim"));
-        sim_cmd
-            .arg("--count")
-            .arg(spec.nodes.to_string())
-            .arg("--base-address")
-            .arg(spec.sim_base.to_string())
-            .arg("--username")
-            .arg("admin")
-            .arg("--password-file")
-            .arg(&bmc_pw_file)
-            .arg("--cert-out")
-            .arg(&ca_file)
-            .arg("--control")
-            .arg("127.0.0.1:0")
-            .arg("--boot")
-            .arg("--fast-ramdisk");
-        // Only the port the nodes are enrolled with: one listener per address and port,
-        // and 10,000 addresses x 2 ports would not fit a 20,000 open-file limit.
-        if spec.bmc_port == 80 {
-            sim_cmd.arg("--no-https").arg("--http-port").arg("80");
-        } else {
-            sim_cmd.arg("--https-port").arg(spec.bmc_port.to_string());
-        }
-        for k in 1..=spec.shares {
-            sim_cmd.arg("--share-map").arg(format!(
-                "{}:{}@{}/share={}",
-                "demo",
-                spec.sim_share_password,
-                share_server(k),
-                share_dir(w, k).display()
-            ));
-        }
-        sim_cmd.args(&spec.sim_args);
-        let (sim, ready) = spawn_until(
-            sim_cmd,
-            "irmc-sim",
-            &w.join("logs"),
-            |l| l.starts_with("ready"),
-            Duration::from_secs(120),
-        )
-        .await?;
+        // A random loopback range can be taken by another fleet on this machine (tests
+        // run in parallel): pick another one and try again.
+        let mut attempts = 0;
+        let (sim, ready) = loop {
+            let mut sim_cmd = Command::new(spec.bin_dir.join("irmc-sim"));
+            sim_cmd
+                .arg("--count")
+                .arg(spec.nodes.to_string())
+                .arg("--base-address")
+                .arg(spec.sim_base.to_string())
+                .arg("--username")
+                .arg("admin")
+                .arg("--password-file")
+                .arg(&bmc_pw_file)
+                .arg("--cert-out")
+                .arg(&ca_file)
+                .arg("--control")
+                .arg("127.0.0.1:0")
+                .arg("--boot")
+                .arg("--fast-ramdisk");
+            // Only the port the nodes are enrolled with: one listener per address and port,
+            // and 10,000 addresses x 2 ports would not fit a 20,000 open-file limit.
+            if spec.bmc_port == 80 {
+                sim_cmd.arg("--no-https").arg("--http-port").arg("80");
+            } else {
+                sim_cmd.arg("--https-port").arg(spec.bmc_port.to_string());
+            }
+            for k in 1..=spec.shares {
+                sim_cmd.arg("--share-map").arg(format!(
+                    "{}:{}@{}/share={}",
+                    "demo",
+                    spec.sim_share_password,
+                    share_server(k),
+                    share_dir(w, k).display()
+                ));
+            }
+            sim_cmd.args(&spec.sim_args);
+            let started = spawn_until(
+                sim_cmd,
+                "irmc-sim",
+                &w.join("logs"),
+                |l| l.starts_with("ready"),
+                Duration::from_secs(120),
+            )
+            .await;
+            match started {
+                Ok(x) => break x,
+                Err(e) if attempts < 8 && format!("{e:#}").contains("Address already in use") => {
+                    attempts += 1;
+                    spec.sim_base = random_sim_base();
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let sim_control = ready
             .split_whitespace()
             .find_map(|kv| kv.strip_prefix("control="))

@@ -25,6 +25,11 @@ fn venv() -> Result<PathBuf, String> {
     VENV.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("py-venv-scciclient-{VERSION}"));
+        // Test binaries run as separate processes (nextest): serialise the install
+        // across them with a lock file, so one creates the venv and the others reuse it.
+        std::fs::create_dir_all(env!("CARGO_TARGET_TMPDIR")).map_err(|e| e.to_string())?;
+        let lock = std::fs::File::create(dir.with_extension("lock")).map_err(|e| e.to_string())?;
+        lock.lock().map_err(|e| format!("locking the venv: {e}"))?;
         let marker = dir.join(".installed");
         if marker.exists() {
             return Ok(dir);
