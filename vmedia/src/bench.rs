@@ -11,7 +11,12 @@
 //!   API, and the API's latency while doing it.
 //! - `realistic`: injected BMC latency, a long ramdisk boot, a download limit and a
 //!   capacity per share; the makespan against a lower bound computed from the same
-//!   parameters.
+//!   parameters (see [`lower_bound`]: true for any placement and any draw of latencies),
+//!   and against the bound on the expected makespan.
+//!
+//! The throughput run caps concurrent deploys per share (`--capacity`): every deploy in
+//! flight holds sockets in the one simulator process, whose open-file limit is the first
+//! wall at 10,000 nodes.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

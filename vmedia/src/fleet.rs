@@ -312,12 +312,12 @@ impl Fleet {
                 .arg("127.0.0.1:0")
                 .arg("--boot")
                 .arg("--fast-ramdisk");
-            // Only the port the nodes are enrolled with: one listener per address and port,
-            // and 10,000 addresses x 2 ports would not fit a 20,000 open-file limit.
-            if spec.bmc_port == 80 {
-                sim_cmd.arg("--no-https").arg("--http-port").arg("80");
-            } else {
-                sim_cmd.arg("--https-port").arg(spec.bmc_port.to_string());
+            // HTTPS always (it also writes the CA the nodes are enrolled with); plain HTTP
+            // only when the nodes use it: one listener per address and port, and 10,000
+            // addresses x 2 ports would not fit a 20,000 open-file limit.
+            sim_cmd.arg("--https-port").arg("443");
+            if spec.bmc_port != 443 {
+                sim_cmd.arg("--http-port").arg(spec.bmc_port.to_string());
             }
             for k in 1..=spec.shares {
                 sim_cmd.arg("--share-map").arg(format!(

@@ -360,6 +360,9 @@ pub struct Engine {
     slots: HashMap<Uuid, String>,
     /// Lost or drained agents whose idle nodes still have to be re-placed.
     rehome: Vec<String>,
+    /// Re-placements that could not run (no other healthy agent, store error): retried
+    /// on the next tick, so a lost agent's nodes are never left behind for good.
+    rehome_retry: Vec<String>,
     /// Queued nodes already told where they are placed (so each admission round does not
     /// re-write them).
     placed_in_queue: HashSet<Uuid>,
@@ -408,6 +411,7 @@ impl Engine {
             slots: HashMap::new(),
             placed_in_queue: HashSet::new(),
             rehome: Vec::new(),
+            rehome_retry: Vec::new(),
             active_total: 0,
             next_session: 0,
         };
@@ -1187,6 +1191,18 @@ impl Engine {
         for id in lost {
             self.agent_lost(b, &id);
         }
+        let retry = std::mem::take(&mut self.rehome_retry);
+        for id in retry {
+            // Back in service (reconnected, or undrained) in the meantime: nothing to move.
+            let back = self
+                .agents
+                .get(&id)
+                .is_some_and(|a| a.health == Health::Healthy)
+                && !self.drained.contains(&id);
+            if !back && !self.rehome.contains(&id) {
+                self.rehome.push(id);
+            }
+        }
     }
 
     /// The agent is gone: its in-flight nodes go back to their safe point and are
@@ -1231,7 +1247,8 @@ impl Engine {
                 .iter()
                 .any(|v| v.healthy && !v.drained && v.id != agent)
             {
-                tracing::warn!(agent = %agent, "no other share agent can take its nodes; they stay placed");
+                tracing::warn!(agent = %agent, "no other share agent can take its nodes yet; retrying");
+                self.rehome_retry.push(agent);
                 continue;
             }
             let filter = NodeFilter {
@@ -1244,7 +1261,8 @@ impl Engine {
                 let page = match self.store.list_nodes(&filter, PAGE, marker).await {
                     Ok(p) => p,
                     Err(e) => {
-                        tracing::error!(agent = %agent, error = %e, "cannot list the nodes of a lost/drained agent");
+                        tracing::error!(agent = %agent, error = %e, "cannot list the nodes of a lost/drained agent; retrying");
+                        self.rehome_retry.push(agent.clone());
                         break;
                     }
                 };
@@ -1339,7 +1357,23 @@ impl Engine {
                 );
                 p.chosen
             };
-            let Some(share) = share else { continue };
+            let Some(mut share) = share else { continue };
+            if needs_slot
+                && free > 0
+                && self
+                    .agents
+                    .get(&share)
+                    .is_some_and(|a| a.active >= a.view.capacity)
+                && let Some(other) = self.free_agent_for(uuid, &share, &views)
+            {
+                // Work-conserving admission: a deploy that would wait behind a full agent
+                // takes a free slot of another eligible agent instead. Nothing of the
+                // node is on its share before admission (the media are written by its
+                // first job), so the move is free, and without it one share holding a
+                // few nodes more than the others needs a whole extra round of deploys
+                // (64 nodes on 4 shares of 8 slots: 17 on one share = 3 rounds, not 2).
+                share = other;
+            }
             if current.as_deref() != Some(share.as_str()) || !self.placed_in_queue.contains(&uuid) {
                 if let Err(e) = self.apply(
                     b,
@@ -1379,6 +1413,45 @@ impl Engine {
                 self.release_slot(&uuid);
             }
         }
+    }
+
+    /// An eligible agent other than `full` with a free boot slot and a live session,
+    /// chosen by core placement among those (so labels and BMC networks are respected).
+    /// Only agents holding at least two nodes fewer than `full` qualify: every move then
+    /// narrows the spread of loads, so balance only improves and nodes do not wander
+    /// between equally loaded agents.
+    fn free_agent_for(&self, uuid: Uuid, full: &str, views: &[AgentView]) -> Option<String> {
+        let node = self.cache.get(&uuid)?;
+        let load = |id: &str| self.loads.per_agent.get(id).copied().unwrap_or(0);
+        let full_load = load(full);
+        let open: Vec<AgentView> = views
+            .iter()
+            .filter(|v| {
+                v.id != full
+                    && load(&v.id) + 1 < full_load
+                    && v.healthy
+                    && !v.drained
+                    && self
+                        .agents
+                        .get(&v.id)
+                        .is_some_and(|a| a.session.is_some() && a.active < a.view.capacity)
+            })
+            .cloned()
+            .collect();
+        if open.is_empty() {
+            return None;
+        }
+        core::place(
+            &PlacementNode {
+                uuid,
+                bmc_ip: bmc_ip(node),
+                share_selector: &node.spec.share_selector,
+                current: None,
+            },
+            &open,
+            &self.loads,
+        )
+        .chosen
     }
 
     /// Commits the batch, then performs its side effects.
