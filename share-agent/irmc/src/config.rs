@@ -56,6 +56,21 @@ impl From<&str> for Secret {
     }
 }
 
+/// Read from configuration files as the plain string.
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self)
+    }
+}
+
+/// Written redacted: the only serialisation of a configuration is its start-up print,
+/// which must not show secrets (an unset secret stays visibly empty).
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "******" })
+    }
+}
+
 /// HTTP authentication scheme (`irmc_auth_method`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum AuthMethod {

@@ -1,60 +1,11 @@
 //! A string that must never be printed: share passwords, Glance tokens, agent tokens.
+//!
+//! The agent uses the iRMC client's [`irmc::Secret`], so a secret read from the
+//! configuration can go to a BMC without being copied into another type: `Debug` and
+//! `Display` print `******`, serialisation (the start-up config print) is redacted, and
+//! the value is reachable only through `expose`.
 
-use std::fmt;
-
-/// A secret value. `Debug` and `Display` print `******`; the value is only
-/// reachable through [`Secret::expose`], so a stray `{:?}` in a log line or an
-/// error message can never leak it.
-#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself; call only where the value is sent to its peer.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// True when no secret was configured.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("******")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("******")
-    }
-}
-
-impl serde::Serialize for Secret {
-    /// Serialises redacted: the only serialisation of a config is the
-    /// start-up print, which must not show secrets.
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.0.is_empty() {
-            s.serialize_str("")
-        } else {
-            s.serialize_str("******")
-        }
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
+pub use irmc::Secret;
 
 #[cfg(test)]
 mod tests {
@@ -66,5 +17,7 @@ mod tests {
         assert_eq!(format!("{s} {s:?}"), "****** ******");
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"******\"");
         assert_eq!(s.expose(), "hunter2");
+        let back: Secret = serde_json::from_str("\"hunter2\"").unwrap();
+        assert_eq!(back.expose(), "hunter2");
     }
 }
