@@ -350,7 +350,9 @@ impl Pool {
         if self.total_weight <= 0.0 {
             return 0;
         }
-        (c * weight / self.total_weight * total as f64).ceil() as u64
+        // The cap is a whole number of nodes: take the ceiling of the exact value, not of
+        // floating-point noise above it (1.03 * 1/7 * 2100 is 309, not 309.00000000000006).
+        ((c * weight / self.total_weight * total as f64) - 1e-9).ceil() as u64
     }
 }
 

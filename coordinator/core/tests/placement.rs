@@ -210,7 +210,8 @@ fn oracle_choice(
         .is_some_and(|c| loads.per_agent.get(c).copied().unwrap_or(0) > 0);
     let total = loads.total + u64::from(!counted);
     let load = |a: &AgentView| loads.per_agent.get(&a.id).copied().unwrap_or(0);
-    let cap = |a: &AgentView| (c * f64::from(a.capacity) / total_w * total as f64).ceil() as u64;
+    let cap =
+        |a: &AgentView| (c * f64::from(a.capacity) / total_w * total as f64 - 1e-9).ceil() as u64;
     let mut ranked = eligible.clone();
     ranked.sort_by(|x, y| score[&y.id].total_cmp(&score[&x.id]).then(x.id.cmp(&y.id)));
     if let Some(a) = ranked.iter().find(|a| load(a) < cap(a)) {
@@ -333,7 +334,7 @@ proptest! {
         let nodes: Vec<PlacementNode<'_>> = ids.iter().map(|u| pnode(*u, None)).collect();
         let cfg = PlacementConfig::default();
         let r = rebalance(&nodes, &a, RebalanceMode::Repair, &cfg);
-        let cap = (cfg.load_factor * n as f64 / k as f64).ceil() as u64;
+        let cap = (cfg.load_factor * n as f64 / k as f64 - 1e-9).ceil() as u64;
         let max = counts(&r.assignments).values().copied().max().unwrap_or(0);
         prop_assert!(max <= cap, "max {} > cap {}", max, cap);
         prop_assert_eq!(r.moved, n);
@@ -402,7 +403,10 @@ fn brute_force_balance_on_tiny_fleets() {
                 let w: f64 = a.iter().map(|x| f64::from(x.capacity)).sum();
                 let caps: Vec<u64> = a
                     .iter()
-                    .map(|x| (cfg.load_factor * f64::from(x.capacity) / w * n as f64).ceil() as u64)
+                    .map(|x| {
+                        (cfg.load_factor * f64::from(x.capacity) / w * n as f64 - 1e-9).ceil()
+                            as u64
+                    })
                     .collect();
                 let c = counts(&r.assignments);
                 let ours: Vec<u64> = a
