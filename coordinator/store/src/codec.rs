@@ -1,5 +1,7 @@
 //! Row encoding shared by the backends: what goes into each column.
 
+use std::collections::BTreeMap;
+
 use coordinator_core::{Node, NodeStatus, Secret};
 use uuid::Uuid;
 
@@ -91,4 +93,28 @@ pub(crate) fn decode_node(
 /// Versions are u64 in the API and BIGINT/INTEGER in SQL.
 pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// `(uuid bytes, share)` rows as stored by either backend, decoded.
+pub(crate) fn decode_placements(
+    rows: Vec<(Vec<u8>, String)>,
+) -> Result<Vec<(Uuid, String)>, StoreError> {
+    rows.into_iter()
+        .map(|(raw, share)| {
+            Uuid::from_slice(&raw)
+                .map(|u| (u, share))
+                .map_err(|e| StoreError::Corrupt {
+                    node: format!("{raw:02x?}"),
+                    what: "uuid",
+                    detail: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+/// `(provision_state, COUNT(*))` rows as a map; a negative count cannot happen and reads 0.
+pub(crate) fn state_counts(rows: Vec<(String, i64)>) -> BTreeMap<String, u64> {
+    rows.into_iter()
+        .map(|(s, n)| (s, u64::try_from(n).unwrap_or(0)))
+        .collect()
 }

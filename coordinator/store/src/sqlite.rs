@@ -632,17 +632,7 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db("list placements"))?;
-        rows.into_iter()
-            .map(|(raw, share)| {
-                Uuid::from_slice(&raw)
-                    .map(|u| (u, share))
-                    .map_err(|e| StoreError::Corrupt {
-                        node: format!("{raw:02x?}"),
-                        what: "uuid",
-                        detail: e.to_string(),
-                    })
-            })
-            .collect()
+        crate::codec::decode_placements(rows)
     }
 
     async fn count_by_state(&self) -> Result<BTreeMap<String, u64>, StoreError> {
@@ -651,10 +641,7 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db("count nodes by state"))?;
-        Ok(rows
-            .into_iter()
-            .map(|(s, n)| (s, u64::try_from(n).unwrap_or(0)))
-            .collect())
+        Ok(crate::codec::state_counts(rows))
     }
 
     async fn set_agent_drained(&self, agent_id: &str, drained: bool) -> Result<(), StoreError> {
