@@ -64,9 +64,12 @@ async fn fifty_nodes_survive_a_killed_agent() -> anyhow::Result<()> {
                 n.name
             );
         }
-        // Only the dead agent's nodes moved.
+        // Only the dead agent's nodes moved among those whose media were already on a
+        // share. A deploy still queued for a boot slot has nothing on its share yet, and
+        // work-conserving admission may hand it a free slot elsewhere: that move is free.
         for n in &before {
-            if !victims.contains(&n.uuid) {
+            let settled = n.provision_state == "wait call-back" || n.provision_state == "active";
+            if settled && !victims.contains(&n.uuid) {
                 let now = nodes
                     .iter()
                     .find(|m| m.uuid == n.uuid)
