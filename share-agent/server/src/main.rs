@@ -4,6 +4,11 @@
 //! A refused start prints ONE line naming the option and exits non-zero
 //! (2 = bad configuration, 3 = share check failed, 1 = runtime failure).
 
+/// Many small, short-lived allocations per request (headers, XML, protobuf): mimalloc's
+/// thread-local free lists cost a fraction of glibc malloc's consolidation work.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;
