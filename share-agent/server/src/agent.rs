@@ -10,6 +10,7 @@ use std::time::Duration;
 use boot_media::{BootIsoStore, CachedImage, ImageCache, MediaError};
 use irmc::{BmcConfig, IrmcClient, IrmcError};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use vmedia_proto::v1 as pb;
 
 use crate::config::Config;
@@ -317,7 +318,24 @@ pub struct JobCtx {
     client: Option<(IrmcClient, u64)>,
     /// Accumulated output.
     pub out: pb::JobOutput,
+    progress: Arc<Mutex<ProgressGate>>,
 }
+
+/// Progress lines of one job reach the coordinator at most once per
+/// [`PROGRESS_EVERY`]. A step shorter than that is only logged (at debug level); a
+/// longer one is reported once it has lasted that long, by a timer armed when a
+/// line is held back. Without the gate every step was one message on the session
+/// and one event the coordinator built and broadcast: about 24 per deploy, most of
+/// them for steps of a millisecond that no one can watch anyway.
+#[derive(Default)]
+struct ProgressGate {
+    last_sent: Option<Instant>,
+    held: Option<pb::JobUpdate>,
+    armed: bool,
+}
+
+/// See [`ProgressGate`].
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 impl JobCtx {
     /// A context for `job`.
@@ -331,12 +349,17 @@ impl JobCtx {
             target,
             client: None,
             out: pb::JobOutput::default(),
+            progress: Arc::new(Mutex::new(ProgressGate {
+                // The job's start counts as a report: the coordinator knows it sent it.
+                last_sent: Some(Instant::now()),
+                ..ProgressGate::default()
+            })),
         }
     }
 
     /// Reports a progress line.
     pub async fn progress(&self, line: &str) {
-        tracing::info!(job = %self.job_id, node = %self.node, "{line}");
+        tracing::debug!(job = %self.job_id, node = %self.node, "{line}");
         let u = pb::JobUpdate {
             job_id: self.job_id.clone(),
             node_uuid: self.node.clone(),
@@ -345,8 +368,57 @@ impl JobCtx {
             output: Some(self.out_with_requests()),
             ..Default::default()
         };
-        if self.agent.jobs.record(&u) {
-            self.agent.sink.send(u).await;
+        if !self.agent.jobs.record(&u) {
+            return;
+        }
+        enum Gate {
+            SendNow,
+            Held,
+            HeldUntil(Instant),
+        }
+        let now = Instant::now();
+        let gate = {
+            let mut g = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+            let due = g.last_sent.map_or(now, |t| t + PROGRESS_EVERY);
+            if now >= due {
+                g.last_sent = Some(now);
+                g.held = None;
+                Gate::SendNow
+            } else {
+                g.held = Some(u.clone());
+                if std::mem::replace(&mut g.armed, true) {
+                    Gate::Held
+                } else {
+                    Gate::HeldUntil(due)
+                }
+            }
+        };
+        match gate {
+            Gate::SendNow => self.agent.sink.send(u).await,
+            Gate::Held => {}
+            Gate::HeldUntil(due) => {
+                let gate = self.progress.clone();
+                let agent = self.agent.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(due).await;
+                    let held = {
+                        let mut g = gate.lock().unwrap_or_else(|e| e.into_inner());
+                        g.armed = false;
+                        let held = g.held.take();
+                        if held.is_some() {
+                            g.last_sent = Some(Instant::now());
+                        }
+                        held
+                    };
+                    // `record` refuses it once the job has finished: a result is never
+                    // followed by an older progress line.
+                    if let Some(u) = held
+                        && agent.jobs.record(&u)
+                    {
+                        agent.sink.send(u).await;
+                    }
+                });
+            }
         }
     }
 

@@ -59,21 +59,23 @@ async fn prepare_ramdisk_attaches_media_and_boots_from_cd() {
     let boots = Boots::default();
     let (sim, ca) = start_sim(2, &agent.share, boots.clone(), None).await;
 
+    // A slow BMC: every step lasts longer than the progress interval, so the
+    // coordinator is told about each one while it runs.
+    sim.apply_fault(&irmc_sim::fault::parse_spec("node=0,latency=600ms").unwrap());
     stub.send(prepare_job("job-1", NODE, bmc_target(&sim, 0, &ca, 10)))
         .await;
     let done = stub.final_update("job-1", Duration::from_secs(60)).await;
+    sim.apply_fault(&irmc_sim::fault::parse_spec("clear").unwrap());
     assert_eq!(done.state, pb::JobState::Succeeded as i32, "{}", done.error);
     let progress: Vec<String> = stub
         .updates("job-1")
         .into_iter()
+        .filter(|u| u.state == pb::JobState::Running as i32)
         .map(|u| u.progress)
         .collect();
-    assert!(
-        progress
-            .iter()
-            .any(|p| p.contains("attaching the deploy ISO")),
-        "{progress:?}"
-    );
+    for step in ["attaching the deploy ISO", "powering the node on"] {
+        assert!(progress.iter().any(|p| p.contains(step)), "{progress:?}");
+    }
 
     // The simulator's state: media written and connected, powered on.
     let st = sim.node(0).state();
@@ -176,6 +178,13 @@ async fn prepare_ramdisk_attaches_media_and_boots_from_cd() {
         .await;
     let d2 = stub.final_update("job-2", Duration::from_secs(60)).await;
     assert_eq!(d2.state, pb::JobState::Succeeded as i32, "{}", d2.error);
+    // A fast BMC: steps of a few milliseconds are not worth a message each.
+    let running = stub
+        .updates("job-2")
+        .iter()
+        .filter(|u| u.state == pb::JobState::Running as i32)
+        .count();
+    assert!(running <= 1, "{running} progress messages for a fast job: {:?}", stub.updates("job-2"));
     let o2 = d2.output.unwrap();
     eprintln!(
         "MEASURE second node: bmc_requests={} files={} bytes_written={} bytes_allocated={}",
