@@ -184,7 +184,11 @@ async fn prepare_ramdisk_attaches_media_and_boots_from_cd() {
         .iter()
         .filter(|u| u.state == pb::JobState::Running as i32)
         .count();
-    assert!(running <= 1, "{running} progress messages for a fast job: {:?}", stub.updates("job-2"));
+    assert!(
+        running <= 1,
+        "{running} progress messages for a fast job: {:?}",
+        stub.updates("job-2")
+    );
     let o2 = d2.output.unwrap();
     eprintln!(
         "MEASURE second node: bmc_requests={} files={} bytes_written={} bytes_allocated={}",
