@@ -1,5 +1,6 @@
 //! Cost of boot media, printed as a small report (`cargo bench -p boot-media`):
-//! - CPU time and bytes allocated on disk per parameter image (floppy and hard disk);
+//! - CPU time and bytes allocated on disk per parameter image (floppy and hard disk): the
+//!   old dense build against the sparse one, and each fsync policy of the sparse write;
 //! - boot ISO build time in-process beside xorriso building the same tree;
 //! - bytes added to the share per extra node deployed from an already-cached image.
 
@@ -9,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use boot_media::{
-    BootIsoSpec, BootIsoStore, CacheConfig, ImageCache, ImageForm, ImageRef, Loaders, Parameters,
-    parameter_image, write_atomic,
+    BootIsoSpec, BootIsoStore, CacheConfig, Durability, ImageCache, ImageForm, ImageRef, Loaders,
+    Parameters, parameter_image, parameter_image_sparse, write_atomic, write_atomic_sparse,
+    write_atomic_sparse_with,
 };
 
 fn cpu_time() -> Duration {
@@ -85,38 +87,221 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The construction parameter images used before the sparse path: format a zeroed buffer
+/// of the full size, then add the file. Kept here only to measure what the sparse path
+/// saves; `bench_parameter_images` checks it yields the same bytes.
+fn dense_build(params: &Parameters, form: ImageForm) -> anyhow::Result<Vec<u8>> {
+    use sha2::Digest as _;
+    use std::io::Write as _;
+    let text = params.to_text();
+    let mut h = sha2::Sha256::new();
+    h.update(match form {
+        ImageForm::Floppy => b"floppy\0".as_slice(),
+        ImageForm::HardDisk => b"harddisk\0".as_slice(),
+    });
+    h.update(text.as_bytes());
+    let d = h.finalize();
+    let mut label = [b' '; 11];
+    label[..boot_media::LABEL.len()].copy_from_slice(boot_media::LABEL.as_bytes());
+    let opts = fatfs::FormatVolumeOptions::new()
+        .fat_type(fatfs::FatType::Fat12)
+        .bytes_per_sector(512)
+        .total_sectors((form.size_bytes() / 512) as u32)
+        .fats(2)
+        .volume_id(u32::from_le_bytes([d[0], d[1], d[2], d[3]]))
+        .volume_label(label);
+    let opts = match form {
+        ImageForm::Floppy => opts
+            .bytes_per_cluster(512)
+            .max_root_dir_entries(224)
+            .media(0xF0)
+            .sectors_per_track(18)
+            .heads(2)
+            .drive_num(0x00),
+        ImageForm::HardDisk => opts
+            .bytes_per_cluster(2048)
+            .max_root_dir_entries(512)
+            .media(0xF8)
+            .sectors_per_track(32)
+            .heads(64)
+            .drive_num(0x80),
+    };
+    let mut buf = vec![0u8; form.size_bytes() as usize];
+    fatfs::format_volume(std::io::Cursor::new(buf.as_mut_slice()), opts)?;
+    {
+        let fs = fatfs::FileSystem::new(
+            std::io::Cursor::new(buf.as_mut_slice()),
+            fatfs::FsOptions::new().time_provider(&EpochClock),
+        )?;
+        let mut f = fs.root_dir().create_file(boot_media::PARAMS_FILE)?;
+        f.write_all(text.as_bytes())?;
+        f.flush()?;
+        drop(f);
+        fs.unmount()?;
+    }
+    Ok(buf)
+}
+
+#[derive(Debug)]
+struct EpochClock;
+
+impl fatfs::TimeProvider for EpochClock {
+    fn get_current_date(&self) -> fatfs::Date {
+        fatfs::Date {
+            year: 1980,
+            month: 1,
+            day: 1,
+        }
+    }
+    fn get_current_date_time(&self) -> fatfs::DateTime {
+        fatfs::DateTime {
+            date: self.get_current_date(),
+            time: fatfs::Time {
+                hour: 0,
+                min: 0,
+                sec: 0,
+                millis: 0,
+            },
+        }
+    }
+}
+
+/// Runs `f` once per item and returns (CPU, wall) per call in microseconds.
+fn per_call<T>(
+    items: &[T],
+    mut f: impl FnMut(usize, &T) -> anyhow::Result<()>,
+) -> anyhow::Result<(f64, f64)> {
+    let (c0, w0) = (cpu_time(), Instant::now());
+    for (i, x) in items.iter().enumerate() {
+        f(i, x)?;
+    }
+    let n = items.len().max(1) as f64;
+    Ok((
+        (cpu_time() - c0).as_secs_f64() * 1e6 / n,
+        w0.elapsed().as_secs_f64() * 1e6 / n,
+    ))
+}
+
+/// One way of building (and maybe writing) a parameter image.
+#[derive(Debug, Clone, Copy)]
+enum Variant {
+    /// The old dense build.
+    DenseBuild,
+    /// `parameter_image`: sparse build expanded to a Vec.
+    SparseToVec,
+    /// `parameter_image_sparse`.
+    SparseBuild,
+    /// Dense build + `write_atomic(.., sparse = true)`: the old per-node path.
+    DenseWrite,
+    /// Sparse build + `write_atomic_sparse_with`; `true` replaces existing files.
+    SparseWrite(Durability, bool),
+}
+
+impl Variant {
+    fn label(self) -> String {
+        match self {
+            Variant::DenseBuild => "build: dense (format a zeroed buffer)".into(),
+            Variant::SparseToVec => "build: sparse, then to_vec()".into(),
+            Variant::SparseBuild => "build: sparse".into(),
+            Variant::DenseWrite => {
+                "build + write: dense, write_atomic (zero scan, fsync file + dir)".into()
+            }
+            Variant::SparseWrite(d, replace) => format!(
+                "build + write: sparse, write_atomic_sparse fsync {}{}",
+                match d {
+                    Durability::FileAndDir => "file + dir",
+                    Durability::File => "file only",
+                    Durability::None => "none",
+                },
+                if replace { ", replacing" } else { "" }
+            ),
+        }
+    }
+}
+
 fn bench_parameter_images(tmp: &Path) -> anyhow::Result<()> {
-    println!("== parameter image");
+    const ROUNDS: usize = 5;
+    const N: usize = 200;
+    println!(
+        "== parameter image: per image, median (min) of {ROUNDS} rounds of {N}; CPU = user + system time of this process"
+    );
+    let variants = [
+        Variant::DenseBuild,
+        Variant::SparseToVec,
+        Variant::SparseBuild,
+        Variant::DenseWrite,
+        Variant::SparseWrite(Durability::FileAndDir, false),
+        Variant::SparseWrite(Durability::File, false),
+        Variant::SparseWrite(Durability::None, false),
+        Variant::SparseWrite(Durability::None, true),
+    ];
     for form in [ImageForm::Floppy, ImageForm::HardDisk] {
-        let n = 300;
-        let params: Vec<Parameters> = (0..n).map(node_params).collect::<Result<_, _>>()?;
-        let (c0, w0) = (cpu_time(), Instant::now());
-        for p in &params {
-            std::hint::black_box(parameter_image(p, form)?);
-        }
-        let (build_cpu, build_wall) = (cpu_time() - c0, w0.elapsed());
-        let dir = tmp.join(format!("params-{form:?}"));
-        std::fs::create_dir_all(&dir)?;
-        let (c0, w0) = (cpu_time(), Instant::now());
-        let mut alloc = 0;
-        for (i, p) in params.iter().enumerate() {
-            let s = write_atomic(
-                &dir.join(format!("node-{i}.img")),
-                &parameter_image(p, form)?,
-                true,
-            )?;
-            alloc += s.bytes_allocated;
-        }
-        let (write_cpu, write_wall) = (cpu_time() - c0, w0.elapsed());
-        println!(
-            "{form:?}: {} bytes logical; build {:.0} us CPU ({:.0} us wall) per image; build+sparse atomic write {:.0} us CPU ({:.0} us wall) per image; {} bytes allocated per image",
-            form.size_bytes(),
-            build_cpu.as_secs_f64() * 1e6 / n as f64,
-            build_wall.as_secs_f64() * 1e6 / n as f64,
-            write_cpu.as_secs_f64() * 1e6 / n as f64,
-            write_wall.as_secs_f64() * 1e6 / n as f64,
-            alloc / n as u64,
+        let params: Vec<Parameters> = (0..N).map(node_params).collect::<Result<_, _>>()?;
+        anyhow::ensure!(
+            dense_build(&params[0], form)? == parameter_image(&params[0], form)?,
+            "the dense reference build differs from parameter_image"
         );
+        // Warm the per-form template so the first sparse build is not charged for it.
+        parameter_image_sparse(&params[0], form)?;
+        println!("{form:?} ({} bytes logical):", form.size_bytes());
+        let mut samples = vec![Vec::new(); variants.len()];
+        let mut alloc = vec![0; variants.len()];
+        // Rounds interleave the variants so background noise (writeback of earlier
+        // rounds, other processes) spreads over all of them.
+        for round in 0..ROUNDS {
+            for (v, variant) in variants.iter().enumerate() {
+                // New files in a fresh directory (a node's first deploy), or replacing
+                // files written beforehand (a re-run prepare job).
+                let dir = tmp.join(format!("params-{form:?}-{round}-{v}"));
+                std::fs::create_dir_all(&dir)?;
+                let file = |i: usize| dir.join(format!("node-{i}.img"));
+                if let Variant::SparseWrite(_, true) = variant {
+                    for (i, p) in params.iter().enumerate() {
+                        write_atomic_sparse(&file(i), &parameter_image_sparse(p, form)?)?;
+                    }
+                }
+                let sample = per_call(&params, |i, p| {
+                    match *variant {
+                        Variant::DenseBuild => {
+                            std::hint::black_box(dense_build(p, form)?);
+                        }
+                        Variant::SparseToVec => {
+                            std::hint::black_box(parameter_image(p, form)?);
+                        }
+                        Variant::SparseBuild => {
+                            std::hint::black_box(parameter_image_sparse(p, form)?);
+                        }
+                        Variant::DenseWrite => {
+                            let s = write_atomic(&file(i), &dense_build(p, form)?, true)?;
+                            alloc[v] = s.bytes_allocated;
+                        }
+                        Variant::SparseWrite(d, _) => {
+                            let img = parameter_image_sparse(p, form)?;
+                            alloc[v] = write_atomic_sparse_with(&file(i), &img, d)?.bytes_allocated;
+                        }
+                    }
+                    Ok(())
+                })?;
+                samples[v].push(sample);
+            }
+        }
+        for (v, variant) in variants.iter().enumerate() {
+            let stat = |pick: fn(&(f64, f64)) -> f64| {
+                let mut xs: Vec<f64> = samples[v].iter().map(pick).collect();
+                xs.sort_by(f64::total_cmp);
+                (xs[xs.len() / 2], xs[0])
+            };
+            let ((cpu, cpu_min), (wall, wall_min)) = (stat(|s| s.0), stat(|s| s.1));
+            let bytes = if alloc[v] > 0 {
+                format!(", {} bytes allocated", alloc[v])
+            } else {
+                String::new()
+            };
+            println!(
+                "  {:<72} {cpu:7.1} ({cpu_min:6.1}) us CPU {wall:7.1} ({wall_min:6.1}) us wall{bytes}",
+                variant.label()
+            );
+        }
     }
     Ok(())
 }
@@ -316,8 +501,8 @@ async fn bench_extra_node(tmp: &Path, inp: &IsoInputs) -> anyhow::Result<()> {
         async move {
             cache.fetch(&r, None, &format!("node-{n}")).await?;
             store.get_or_build_async(spec, format!("node-{n}")).await?;
-            let img = parameter_image(&node_params(n)?, ImageForm::Floppy)?;
-            write_atomic(&share.join(format!("nodes/node-{n}.img")), &img, true)?;
+            let img = parameter_image_sparse(&node_params(n)?, ImageForm::Floppy)?;
+            write_atomic_sparse(&share.join(format!("nodes/node-{n}.img")), &img)?;
             anyhow::Ok(())
         }
     };
@@ -331,10 +516,9 @@ async fn bench_extra_node(tmp: &Path, inp: &IsoInputs) -> anyhow::Result<()> {
     let per = (allocated(&share) - first) / extra as u64;
     let floppy_alloc = {
         let p = tmp.join("one.img");
-        write_atomic(
+        write_atomic_sparse(
             &p,
-            &parameter_image(&node_params(1)?, ImageForm::Floppy)?,
-            true,
+            &parameter_image_sparse(&node_params(1)?, ImageForm::Floppy)?,
         )?
         .bytes_allocated
     };
@@ -353,6 +537,10 @@ fn main() -> anyhow::Result<()> {
     }
     let tmp = tempfile::tempdir()?;
     bench_parameter_images(tmp.path())?;
+    // `cargo bench -p boot-media -- params` stops here.
+    if std::env::args().skip(1).any(|a| a == "params") {
+        return Ok(());
+    }
     let inp = iso_inputs(tmp.path())?;
     bench_iso(tmp.path(), &inp)?;
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -3,7 +3,10 @@
 //!
 //! Layout:
 //! - [`params`]: the per-node parameter image (FAT, label `ir-vfd-dev`, `parameters.txt`),
-//!   as a 1440 KiB floppy or a small hard-disk image; pure Rust, deterministic bytes.
+//!   as a 1440 KiB floppy or a small hard-disk image; pure Rust, deterministic bytes,
+//!   built as a [`SparseImage`] from a per-form template formatted once per process.
+//! - [`sparse`]: [`SparseImage`], a fixed-size image kept as copy-on-write 4 KiB blocks
+//!   (absent blocks are zeros), usable as a `Read + Write + Seek` device.
 //! - [`fsio`]: atomic, sparse, space-checked file writes and `statvfs` free space.
 //! - [`iso`]: El Torito boot ISOs (isolinux for BIOS, GRUB `BOOTX64.EFI` in an EFI system
 //!   partition image for UEFI), built in-process, and their content-addressed key.
@@ -17,15 +20,18 @@
 //! (the ISO boots under SeaBIOS and OVMF with the parameter image attached; the kernel is
 //! fetched by `tests/qemu-kernel.sh`). `benches/media.rs` prints the cost per node.
 //!
-//! Cost per node (see the bench): a parameter image is ~50-200 us of CPU to build and
-//! 12-16 KiB allocated on the share (written sparse); boot ISOs and cached images are
-//! shared by every node that needs the same bytes, so an extra node adds only its
+//! Cost per node (see the bench): a parameter image is ~3 us of CPU to build (never
+//! expanded to its 1.4/4 MiB), a few tens of microseconds more to write (only its stored
+//! blocks, no fsync), and 12-16 KiB allocated on the share; boot ISOs and cached images
+//! are shared by every node that needs the same bytes, so an extra node adds only its
 //! parameter image.
 //!
 //! Invariants:
 //! - This crate knows nothing about gRPC, the coordinator or the iRMC wire format.
-//! - Every file that lands on the share is written to a temp file in the same directory,
-//!   fsynced and renamed: a reader (an iRMC) never sees a half-written image.
+//! - Every file that lands on the share is written to a temp file in the same directory
+//!   and renamed: a reader (an iRMC) never sees a half-written image. Files that are
+//!   costly to rebuild (ISOs, cached images) are fsynced first; per-node parameter images,
+//!   rebuilt by every prepare job, are not (see [`write_atomic_sparse`]).
 //! - Free space is checked before every write; a full disk is an error, never a panic.
 //! - Secrets (agent tokens inside parameters, Glance tokens) never appear in Debug output
 //!   or error text.
@@ -36,11 +42,14 @@ pub mod fsio;
 pub mod image;
 pub mod iso;
 pub mod params;
+pub mod sparse;
 pub mod store;
 
 pub use cache::{CacheConfig, CacheStats, CachedImage, GcStats, GlanceConfig, ImageCache, Secret};
 pub use error::MediaError;
-pub use fsio::{WriteStats, free_bytes, write_atomic};
+pub use fsio::{
+    Durability, WriteStats, free_bytes, write_atomic, write_atomic_sparse, write_atomic_sparse_with,
+};
 pub use image::{Checksum, ChecksumAlgo, ImageRef};
 pub use iso::{
     BootIsoSpec, DeployIsoSpec, IsoStats, Loaders, boot_iso_key, build_boot_iso, build_deploy_iso,
@@ -48,5 +57,7 @@ pub use iso::{
 };
 pub use params::{
     FLOPPY_BYTES, HARD_DISK_BYTES, ImageForm, LABEL, PARAMS_FILE, Parameters, parameter_image,
+    parameter_image_sparse,
 };
+pub use sparse::SparseImage;
 pub use store::{BootIsoStore, IsoHandle, StoreGcStats};

@@ -15,13 +15,22 @@
 //! DOS epoch (1980-01-01 00:00:00) and the volume id is taken from a SHA-256 of the form
 //! and the file's text, so re-building a node's image never changes the file on the share
 //! unless its content changed.
+//!
+//! Construction: the empty formatted volume of each form is built once per process (the
+//! same for every node but its volume id) and kept as a [`SparseImage`]; an image is a
+//! copy-on-write clone of it with the volume id patched in and `parameters.txt` added by
+//! `fatfs`. Only the few blocks that hold data exist, so neither building nor writing an
+//! image touches its full 1.4 or 4 MiB. The unit tests check the bytes against the
+//! original construction (format a zeroed buffer of the full size).
 
 use std::fmt;
-use std::io::{Cursor, Write};
+use std::io::{Read, Seek, Write};
+use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
 use crate::error::MediaError;
+use crate::sparse::SparseImage;
 
 /// The FAT volume label IPA looks for.
 pub const LABEL: &str = "ir-vfd-dev";
@@ -239,12 +248,185 @@ fn label_bytes() -> [u8; 11] {
     l
 }
 
-/// Build the parameter image in memory. Deterministic: same input, same bytes.
+/// Offset of the 32-bit volume id in a FAT12/16 boot sector (BPB at 11, 25 bytes long,
+/// then drive number, reserved byte, extended boot signature 0x29, volume id).
+const FAT12_VOLUME_ID_OFFSET: u64 = 39;
+
+/// The volume id the templates are formatted with. Each image overwrites it; building a
+/// template checks it landed at [`FAT12_VOLUME_ID_OFFSET`], so a change in `fatfs`'s
+/// layout fails loudly instead of producing wrong images.
+const TEMPLATE_VOLUME_ID: u32 = 0x5A5A_A5A5;
+
+/// The text of `parameters.txt`, checked against [`MAX_TEXT_BYTES`].
+fn checked_text(params: &Parameters) -> Result<String, MediaError> {
+    let text = params.to_text();
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(MediaError::InvalidParameter {
+            key: "*".into(),
+            reason: format!(
+                "parameters.txt would be {} bytes (max {MAX_TEXT_BYTES})",
+                text.len()
+            ),
+        });
+    }
+    Ok(text)
+}
+
+/// The volume id of an image: the first 4 bytes of SHA-256(form tag, text).
+fn volume_id(form: ImageForm, text: &str) -> u32 {
+    let mut h = Sha256::new();
+    h.update(match form {
+        ImageForm::Floppy => b"floppy\0".as_slice(),
+        ImageForm::HardDisk => b"harddisk\0".as_slice(),
+    });
+    h.update(text.as_bytes());
+    let digest = h.finalize();
+    u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
+/// Format options of a form; everything but the volume id is fixed per form.
+fn format_options(form: ImageForm, volume_id: u32) -> fatfs::FormatVolumeOptions {
+    let opts = fatfs::FormatVolumeOptions::new()
+        .fat_type(fatfs::FatType::Fat12)
+        .bytes_per_sector(512)
+        .total_sectors((form.size_bytes() / 512) as u32)
+        .fats(2)
+        .volume_id(volume_id)
+        .volume_label(label_bytes());
+    match form {
+        ImageForm::Floppy => opts
+            .bytes_per_cluster(512)
+            .max_root_dir_entries(224)
+            .media(0xF0)
+            .sectors_per_track(18)
+            .heads(2)
+            .drive_num(0x00),
+        ImageForm::HardDisk => opts
+            .bytes_per_cluster(2048)
+            .max_root_dir_entries(512)
+            .media(0xF8)
+            .sectors_per_track(32)
+            .heads(64)
+            .drive_num(0x80),
+    }
+}
+
+fn fs_options() -> fatfs::FsOptions {
+    fatfs::FsOptions::new()
+        .time_provider(&EPOCH_CLOCK)
+        .update_accessed_date(false)
+}
+
+/// Mounts `disk`, writes `parameters.txt` holding `text` and unmounts.
+fn add_params_file<D: Read + Write + Seek>(disk: D, text: &str) -> Result<(), MediaError> {
+    let fs = fatfs::FileSystem::new(disk, fs_options()).map_err(|source| MediaError::Fat {
+        what: "mount",
+        source,
+    })?;
+    {
+        let mut file =
+            fs.root_dir()
+                .create_file(PARAMS_FILE)
+                .map_err(|source| MediaError::Fat {
+                    what: "create parameters.txt",
+                    source,
+                })?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.flush())
+            .map_err(|source| MediaError::Fat {
+                what: "write parameters.txt",
+                source,
+            })?;
+    }
+    fs.unmount().map_err(|source| MediaError::Fat {
+        what: "unmount",
+        source,
+    })
+}
+
+/// The empty formatted volume of `form`, as sparse blocks (zero blocks dropped).
+fn build_template(form: ImageForm) -> Result<SparseImage, MediaError> {
+    let mut img = SparseImage::new(form.size_bytes());
+    fatfs::format_volume(img.cursor(), format_options(form, TEMPLATE_VOLUME_ID)).map_err(
+        |source| MediaError::Fat {
+            what: "format",
+            source,
+        },
+    )?;
+    img.prune_zero_blocks();
+    let mut id = [0u8; 4];
+    img.read_at(FAT12_VOLUME_ID_OFFSET, &mut id);
+    if u32::from_le_bytes(id) != TEMPLATE_VOLUME_ID {
+        return Err(MediaError::Fat {
+            what: "format",
+            source: std::io::Error::other(format!(
+                "the volume id of a formatted {form:?} volume is not at byte {FAT12_VOLUME_ID_OFFSET}"
+            )),
+        });
+    }
+    Ok(img)
+}
+
+/// The formatted empty volume of `form`, built once per process.
 ///
-/// Cost: one allocation of the image size (1.4 or 4 MiB, mostly zeros) and a few
-/// microseconds of FAT bookkeeping; write it with [`crate::write_atomic`] in sparse mode so
-/// the share only stores the few non-zero blocks.
+/// Formatting is the same for every node but the volume id, so it is done once and each
+/// image starts from a copy-on-write clone of these few blocks.
+fn template(form: ImageForm) -> Result<&'static SparseImage, MediaError> {
+    static FLOPPY: OnceLock<SparseImage> = OnceLock::new();
+    static HARD_DISK: OnceLock<SparseImage> = OnceLock::new();
+    let cell = match form {
+        ImageForm::Floppy => &FLOPPY,
+        ImageForm::HardDisk => &HARD_DISK,
+    };
+    if let Some(t) = cell.get() {
+        return Ok(t);
+    }
+    // Two threads may both build it on first use; the bytes are the same, one wins.
+    let built = build_template(form)?;
+    Ok(cell.get_or_init(|| built))
+}
+
+/// Build the parameter image as sparse blocks. Deterministic: same input, same bytes.
+///
+/// Cost: a clone of the formatted template of `form` (a few shared blocks), a SHA-256 of
+/// the text, and `fatfs` writing the file: a few microseconds and a few KiB of memory,
+/// independent of the image size. Write it with [`crate::write_atomic_sparse`].
+pub fn parameter_image_sparse(
+    params: &Parameters,
+    form: ImageForm,
+) -> Result<SparseImage, MediaError> {
+    let text = checked_text(params)?;
+    let mut img = template(form)?.clone();
+    img.write_at(
+        FAT12_VOLUME_ID_OFFSET,
+        &volume_id(form, &text).to_le_bytes(),
+    )
+    .map_err(|source| MediaError::Fat {
+        what: "set volume id",
+        source,
+    })?;
+    add_params_file(img.cursor(), &text)?;
+    img.prune_zero_blocks();
+    Ok(img)
+}
+
+/// Build the parameter image as dense bytes (the full 1.4 or 4 MiB, mostly zeros).
+///
+/// Prefer [`parameter_image_sparse`] with [`crate::write_atomic_sparse`]; this is the same
+/// image expanded, for callers that need a slice.
 pub fn parameter_image(params: &Parameters, form: ImageForm) -> Result<Vec<u8>, MediaError> {
+    Ok(parameter_image_sparse(params, form)?.to_vec())
+}
+
+/// The original dense construction (format a zeroed buffer of the full size, then add
+/// the file), kept unchanged as the oracle the sparse path must match byte for byte.
+#[cfg(test)]
+pub(crate) fn parameter_image_dense_oracle(
+    params: &Parameters,
+    form: ImageForm,
+) -> Result<Vec<u8>, MediaError> {
+    use std::io::Cursor;
+
     let text = params.to_text();
     if text.len() > MAX_TEXT_BYTES {
         return Err(MediaError::InvalidParameter {
@@ -333,6 +515,84 @@ pub fn parameter_image(params: &Parameters, form: ImageForm) -> Result<Vec<u8>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Cursor;
+
+    fn long_params(total: usize) -> Parameters {
+        let mut p = Parameters::new();
+        let mut i = 0;
+        while p.to_text().len() < total {
+            p.push(
+                format!("key-{i:04}"),
+                format!("value-{i}-{}", "x".repeat(i % 97)),
+            )
+            .unwrap();
+            i += 1;
+        }
+        p
+    }
+
+    #[test]
+    fn sparse_matches_the_dense_oracle() {
+        let sets = [
+            Parameters::new(),
+            Parameters::from_pairs([("a", "1")]).unwrap(),
+            Parameters::from_pairs([
+                ("ipa-api-url", "http://10.0.0.1:6385"),
+                ("ipa-agent-token", "token-00000042-0123456789abcdef"),
+                ("BOOTIF", "01-52-54-00-00-00-2a"),
+                ("boot_method", "vmedia"),
+            ])
+            .unwrap(),
+            // Several clusters of either form, crossing 4 KiB blocks.
+            long_params(5_000),
+            long_params(9_000),
+            // Close to the limit: many clusters, spanning many blocks.
+            long_params(MAX_TEXT_BYTES - 200),
+        ];
+        for form in [ImageForm::Floppy, ImageForm::HardDisk] {
+            for p in &sets {
+                let sparse = parameter_image_sparse(p, form).unwrap();
+                let dense = parameter_image_dense_oracle(p, form).unwrap();
+                let text_len = p.to_text().len();
+                assert_eq!(sparse.len(), form.size_bytes());
+                assert!(
+                    sparse.to_vec() == dense,
+                    "{form:?} with {text_len} bytes of text differs from the dense oracle"
+                );
+                assert_eq!(parameter_image(p, form).unwrap(), dense);
+                // Only the non-zero blocks are stored.
+                assert_eq!(
+                    sparse.allocated_bytes(),
+                    SparseImage::from_bytes(&dense).allocated_bytes(),
+                    "{form:?} {text_len}"
+                );
+                assert!(sparse.allocated_bytes() <= 4096 * 6 + text_len as u64 * 2);
+            }
+        }
+        let too_long = long_params(MAX_TEXT_BYTES + 1);
+        assert!(parameter_image_sparse(&too_long, ImageForm::Floppy).is_err());
+        assert!(parameter_image_dense_oracle(&too_long, ImageForm::Floppy).is_err());
+    }
+
+    #[test]
+    fn images_do_not_share_writes_through_the_template() {
+        let a = Parameters::from_pairs([("a", "1")]).unwrap();
+        let b = Parameters::from_pairs([("b", "2")]).unwrap();
+        let first = parameter_image_sparse(&a, ImageForm::Floppy)
+            .unwrap()
+            .to_vec();
+        let _ = parameter_image_sparse(&b, ImageForm::Floppy).unwrap();
+        assert_eq!(
+            parameter_image_sparse(&a, ImageForm::Floppy)
+                .unwrap()
+                .to_vec(),
+            first
+        );
+        // The template itself is still an empty volume.
+        let t = template(ImageForm::Floppy).unwrap().to_vec();
+        let fs = fatfs::FileSystem::new(Cursor::new(t), fatfs::FsOptions::new()).unwrap();
+        assert_eq!(fs.root_dir().iter().filter(|e| e.is_ok()).count(), 0);
+    }
 
     #[test]
     fn validation() {

@@ -4,7 +4,10 @@ mod common;
 
 use std::process::Command;
 
-use boot_media::{ImageForm, Parameters, parameter_image, write_atomic};
+use boot_media::{
+    ImageForm, Parameters, parameter_image, parameter_image_sparse, write_atomic,
+    write_atomic_sparse,
+};
 
 fn sample() -> Parameters {
     Parameters::from_pairs([
@@ -57,6 +60,31 @@ fn check_form(form: ImageForm) {
     let again = dir.path().join("again.img");
     write_atomic(&again, &parameter_image(&params, form).unwrap(), true).unwrap();
     assert_eq!(std::fs::read(&img).unwrap(), std::fs::read(&again).unwrap());
+
+    // The sparse path (what the share agent uses) writes the same bytes, full length,
+    // a few blocks allocated, and mtools reads it.
+    let sparse = dir.path().join("sparse.img");
+    let image = parameter_image_sparse(&params, form).unwrap();
+    let s = write_atomic_sparse(&sparse, &image).unwrap();
+    let meta = std::fs::metadata(&sparse).unwrap();
+    assert_eq!(meta.len(), form.size_bytes());
+    assert_eq!(s.bytes_written, form.size_bytes());
+    {
+        use std::os::unix::fs::MetadataExt;
+        assert!(
+            meta.blocks() * 512 <= 16 * 1024,
+            "{} bytes",
+            meta.blocks() * 512
+        );
+        assert_eq!(s.bytes_allocated, meta.blocks() * 512);
+    }
+    assert_eq!(
+        std::fs::read(&sparse).unwrap(),
+        std::fs::read(&img).unwrap()
+    );
+    let sparse_s = sparse.to_str().unwrap();
+    let text = common::stdout(Command::new("mtype").args(["-i", sparse_s, "::parameters.txt"]));
+    assert_eq!(text, params.to_text());
 }
 
 #[test]

@@ -196,11 +196,13 @@ pub async fn write_param_image(
     form: ImageForm,
 ) -> Result<String, AgentError> {
     let agent = ctx.agent.clone();
-    let bytes = boot_media::parameter_image(params, form)
+    // Sparse all the way: the image is never expanded to its 1.4/4 MiB, only its few
+    // non-zero blocks are built and written.
+    let image = boot_media::parameter_image_sparse(params, form)
         .map_err(|e| ctx.media_err("building the parameter image", e))?;
     let dir = agent.node_dir(&ctx.node);
     let path = dir.join(crate::agent::PARAMS_FILE);
-    let needed = boot_media::fsio::sparse_allocation(&bytes);
+    let needed = image.allocated_bytes();
     ctx.ensure_space("writing the parameter image", &path, needed)
         .await?;
     tokio::fs::create_dir_all(&dir)
@@ -211,7 +213,7 @@ pub async fn write_param_image(
         m.blocks() * 512
     });
     let p2 = path.clone();
-    let stats = tokio::task::spawn_blocking(move || boot_media::write_atomic(&p2, &bytes, true))
+    let stats = tokio::task::spawn_blocking(move || boot_media::write_atomic_sparse(&p2, &image))
         .await
         .map_err(|e| {
             ctx.io_err(
@@ -254,10 +256,9 @@ pub async fn prepare_ramdisk(ctx: &mut JobCtx, p: &pb::PrepareRamdisk) -> Result
     ctx.progress("ejecting virtual media").await;
     ctx.bmc(
         MediaKind::Cd.eject_operation(),
-        client.detach(MediaKind::Cd),
+        client.eject_all(&[MediaKind::Cd, kind]),
     )
     .await?;
-    ctx.bmc(kind.eject_operation(), client.detach(kind)).await?;
 
     ctx.progress("attaching the parameter image").await;
     ctx.bmc(
