@@ -287,6 +287,32 @@ impl IrmcClient {
             .map(|()| true)
     }
 
+    /// Ejects several drives after ONE read of the settings (the pre-check
+    /// [`IrmcClient::eject`] makes per drive): one request fewer per extra drive.
+    /// Drives are disconnected in the order given; returns, per drive, whether a
+    /// disconnect was sent.
+    pub async fn eject_all(&self, kinds: &[MediaKind]) -> Result<Vec<bool>, IrmcError> {
+        let Some(first) = kinds.first() else {
+            return Ok(Vec::new());
+        };
+        let settings = self.settings_for(first.eject_operation()).await?;
+        let mut sent = Vec::with_capacity(kinds.len());
+        for kind in kinds {
+            if settings.media(*kind).is_configured() {
+                self.execute(
+                    kind.eject_operation(),
+                    &[ScciCommand::connect(*kind, false)],
+                )
+                .await?;
+                sent.push(true);
+            } else {
+                tracing::debug!(bmc = %self.inner.cfg.address, ?kind, "eject skipped: drive not configured");
+                sent.push(false);
+            }
+        }
+        Ok(sent)
+    }
+
     // -- Redfish ----------------------------------------------------------
 
     /// `GET /redfish/v1/Systems/0`, parsed.

@@ -297,6 +297,35 @@ async fn detach_checks_settings_and_skips_unconfigured_drive() {
 }
 
 #[tokio::test]
+async fn eject_all_reads_the_settings_once() {
+    let bmc = start(|s, _| {
+        if s.uri.starts_with("/iRMC_Settings.pre") {
+            Reply::ok(dump("10.0.0.9", "images", "deploy.iso"))
+        } else {
+            Reply::ok(SCCI_OK)
+        }
+    })
+    .await;
+    let c = client(&bmc);
+    let sent = c
+        .eject_all(&[MediaKind::Cd, MediaKind::Fd, MediaKind::Hd])
+        .await
+        .unwrap();
+    assert_eq!(sent, [true, false, false]);
+    let summary: Vec<String> = bmc
+        .seen()
+        .iter()
+        .map(|s| format!("{} {}", s.method, s.uri))
+        .collect();
+    assert_eq!(
+        summary,
+        ["GET /iRMC_Settings.pre?P45=1&SAVE_DATA=1", "POST /config"]
+    );
+    assert!(c.eject_all(&[]).await.unwrap().is_empty());
+    assert_eq!(bmc.seen().len(), 2, "nothing to eject: no request");
+}
+
+#[tokio::test]
 async fn settings_read_back() {
     let bmc = start(|_, _| Reply::ok(dump("srv", "sh", "img"))).await;
     let s = client(&bmc).settings().await.unwrap();

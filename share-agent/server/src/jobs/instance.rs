@@ -45,8 +45,9 @@ async fn dir_allocation(dir: &std::path::Path) -> u64 {
 /// Ejects the CD and the parameter drive(s). `kinds` lists what to eject.
 async fn eject(ctx: &mut JobCtx, kinds: &[MediaKind]) -> Result<(), AgentError> {
     let client = ctx.client()?;
-    for k in kinds {
-        ctx.bmc(k.eject_operation(), client.detach(*k)).await?;
+    if let Some(first) = kinds.first() {
+        ctx.bmc(first.eject_operation(), client.eject_all(kinds))
+            .await?;
     }
     ctx.agent.with_node(&ctx.node, |r| r.media_attached = false);
     Ok(())
