@@ -314,6 +314,10 @@ pub struct RequestCounters {
     pub not_found: u64,
     /// Every HTTP request this node's listener answered (or hung on).
     pub total: u64,
+    /// Latency injected into this node's replies, summed, in milliseconds. Draws depend
+    /// only on (seed, node, request number), not on timing, so a benchmark can compute
+    /// from it how long this node's BMC conversation had to take under any schedule.
+    pub delay_ms: u64,
 }
 
 /// The full per-node state. Public fields so boot code and tests can read everything;

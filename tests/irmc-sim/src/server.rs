@@ -383,6 +383,7 @@ pub(crate) fn total_counters(nodes: &[NodeHandle]) -> RequestCounters {
         t.unauthorized += c.unauthorized;
         t.not_found += c.not_found;
         t.total += c.total;
+        t.delay_ms = t.delay_ms.saturating_add(c.delay_ms);
     }
     t
 }
@@ -574,6 +575,8 @@ async fn handle(
     let faults = node.faults();
     let decision = faults.decide(shared.seed, idx, node.next_seq());
     if let Some(d) = decision.delay {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        node.update(|s| s.counters.delay_ms = s.counters.delay_ms.saturating_add(ms));
         tokio::time::sleep(d).await;
     }
     if decision.hang {
