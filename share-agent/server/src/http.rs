@@ -9,20 +9,16 @@
 //!   Ironic, and are relayed to the coordinator over gRPC.
 
 use std::collections::HashMap;
-use std::io::SeekFrom;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::Notify;
-use tokio_util::io::ReaderStream;
 use vmedia_proto::v1 as pb;
 
 /// What the ramdisk-facing API needs from the rest of the agent.
@@ -37,7 +33,14 @@ pub struct HttpState {
     pub link: crate::link::Coordinators,
     /// This agent's id (sent with every relay).
     pub agent_id: String,
+    /// Read buffers for image downloads.
+    pub chunks: Arc<crate::filestream::ChunkPool>,
 }
+
+/// Image downloads are read in chunks of this size...
+pub const IMAGE_CHUNK: usize = 256 * 1024;
+/// ...and this many idle chunk buffers are kept for the next downloads (16 MiB).
+pub const IMAGE_CHUNKS_KEPT: usize = 64;
 
 /// One published file.
 #[derive(Debug, Clone)]
@@ -458,16 +461,20 @@ async fn image(
     let Some(p) = st.publications.get(&token).filter(|p| p.name == name) else {
         return (StatusCode::NOT_FOUND, "not published\n").into_response();
     };
-    let mut file = match tokio::fs::File::open(&p.path).await {
-        Ok(f) => f,
+    let path = p.path.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(&path)?;
+        let len = f.metadata()?.len();
+        Ok::<_, std::io::Error>((f, len))
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    let (file, len) = match opened {
+        Ok(v) => v,
         Err(e) => {
             tracing::warn!(node = %p.node, path = %p.path.display(), error = %e, "published image cannot be opened");
             return (StatusCode::NOT_FOUND, "image gone\n").into_response();
         }
-    };
-    let len = match file.metadata().await {
-        Ok(m) => m.len(),
-        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
     let range = parse_range(
         headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
@@ -498,11 +505,8 @@ async fn image(
     if method == Method::HEAD {
         return (status, resp_headers).into_response();
     }
-    if start > 0 && file.seek(SeekFrom::Start(start)).await.is_err() {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    }
-    let stream = ReaderStream::with_capacity(file.take(count), 256 * 1024);
-    (status, resp_headers, Body::from_stream(stream)).into_response()
+    let body = crate::filestream::file_body(file, start, count, st.chunks.clone());
+    (status, resp_headers, body).into_response()
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ pub mod agent;
 pub mod checks;
 pub mod config;
 pub mod error;
+pub mod filestream;
 pub mod http;
 pub mod jobs;
 pub mod link;
@@ -131,6 +132,7 @@ pub async fn run(
         heartbeats: agent.heartbeats.clone(),
         link: coordinators.clone(),
         agent_id: agent.cfg.agent_id.clone(),
+        chunks: filestream::ChunkPool::new(http::IMAGE_CHUNK, http::IMAGE_CHUNKS_KEPT),
     };
     let app = http::router(state);
     tracing::info!(listen = %bound, ipa_api_url = %agent.cfg.ipa_api_url, "serving images and ramdisk callbacks");
