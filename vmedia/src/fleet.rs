@@ -628,7 +628,11 @@ impl Fleet {
             .arg("--remote-image-user-name")
             .arg("demo")
             .arg("--remote-image-user-password-file")
-            .arg(share_pw_file);
+            .arg(share_pw_file)
+            // Every agent of the fleet shares this machine's few cores: one runtime
+            // thread each spares the hand-offs between worker threads.
+            .arg("--worker-threads")
+            .arg("1");
         spawn_logged(cmd, id, &w.join("logs"))
     }
 

@@ -176,6 +176,9 @@ pub struct Cli {
     /// Finished job results kept for idempotent replays.
     #[arg(long, env = "SHARE_AGENT_JOB_HISTORY")]
     pub job_history: Option<usize>,
+    /// Runtime threads: 0 = one per CPU core; 1 = a single-threaded runtime.
+    #[arg(long, env = "SHARE_AGENT_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
 }
 
 /// The TOML file. Sections mirror the effective config; unknown keys are an
@@ -215,6 +218,7 @@ struct FileAgent {
     #[serde(default, with = "humantime_serde")]
     reconnect_max: Option<Duration>,
     job_history: Option<usize>,
+    worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -373,6 +377,10 @@ pub struct Config {
     pub reconnect_max: Duration,
     /// Finished job results kept for idempotent replays.
     pub job_history: usize,
+    /// Runtime threads (0: one per core). With 1 the agent runs on a single-threaded
+    /// runtime: no hand-offs between worker threads, which is cheaper where many agents
+    /// share a few cores (a test bed) or the share server is small.
+    pub worker_threads: usize,
 }
 
 fn host_name() -> String {
@@ -627,6 +635,7 @@ impl Config {
                 .or(f.agent.reconnect_max)
                 .unwrap_or(Duration::from_secs(30)),
             job_history: c.job_history.or(f.agent.job_history).unwrap_or(10_000),
+            worker_threads: c.worker_threads.or(f.agent.worker_threads).unwrap_or(0),
         })
     }
 
