@@ -292,6 +292,44 @@ pub fn inspect_iso(file: std::fs::File, mode: BootMode) -> Result<(String, Strin
     Err("no boot loader configuration with a kernel command line (looked for grub.cfg and isolinux.cfg)".into())
 }
 
+/// [`inspect_iso`], remembered per file version: a fleet boots the same deploy ISO on
+/// every node of a share, and the answer depends only on the bytes. A file is the same
+/// version while its device, inode, size and modification time are (the share agents
+/// write new media under a new name and rename, which changes the inode).
+pub fn inspect_iso_cached(file: std::fs::File, mode: BootMode) -> Result<(String, String), String> {
+    use std::collections::HashMap;
+    use std::os::unix::fs::MetadataExt as _;
+    use std::sync::{Mutex, OnceLock};
+    type Key = (u64, u64, u64, i64, i64, bool);
+    static SEEN: OnceLock<Mutex<HashMap<Key, (String, String)>>> = OnceLock::new();
+    let key = file.metadata().ok().map(|m| {
+        (
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec(),
+            mode == BootMode::Uefi,
+        )
+    });
+    let seen = SEEN.get_or_init(Mutex::default);
+    if let Some(k) = &key
+        && let Some(hit) = seen.lock().unwrap_or_else(|e| e.into_inner()).get(k)
+    {
+        return Ok(hit.clone());
+    }
+    let out = inspect_iso(file, mode)?;
+    if let Some(k) = key {
+        let mut g = seen.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: a long-running simulator sees few distinct ISOs, but never grows forever.
+        if g.len() >= 1024 {
+            g.clear();
+        }
+        g.insert(k, out.clone());
+    }
+    Ok(out)
+}
+
 /// Read `parameters.txt` from the `ir-vfd-dev` volume of a parameter image.
 /// `Ok(None)`: the image has no such volume or file (IPA then runs without them).
 pub fn read_params(file: &std::fs::File) -> Result<Option<String>, String> {
@@ -365,7 +403,7 @@ pub async fn boot_cd(
     let mode = snap.boot.mode;
     let (cmdline, config_path) =
         mount_and(node, MediaKind::Cd, snap, &snap.shares, cfg, move |f| {
-            inspect_iso(f, mode)
+            inspect_iso_cached(f, mode)
         })
         .await?;
     // The parameter image: the virtual floppy, else the virtual HD (S6 has no floppy).
