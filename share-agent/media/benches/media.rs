@@ -87,85 +87,6 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The construction parameter images used before the sparse path: format a zeroed buffer
-/// of the full size, then add the file. Kept here only to measure what the sparse path
-/// saves; `bench_parameter_images` checks it yields the same bytes.
-fn dense_build(params: &Parameters, form: ImageForm) -> anyhow::Result<Vec<u8>> {
-    use sha2::Digest as _;
-    use std::io::Write as _;
-    let text = params.to_text();
-    let mut h = sha2::Sha256::new();
-    h.update(match form {
-        ImageForm::Floppy => b"floppy\0".as_slice(),
-        ImageForm::HardDisk => b"harddisk\0".as_slice(),
-    });
-    h.update(text.as_bytes());
-    let d = h.finalize();
-    let mut label = [b' '; 11];
-    label[..boot_media::LABEL.len()].copy_from_slice(boot_media::LABEL.as_bytes());
-    let opts = fatfs::FormatVolumeOptions::new()
-        .fat_type(fatfs::FatType::Fat12)
-        .bytes_per_sector(512)
-        .total_sectors((form.size_bytes() / 512) as u32)
-        .fats(2)
-        .volume_id(u32::from_le_bytes([d[0], d[1], d[2], d[3]]))
-        .volume_label(label);
-    let opts = match form {
-        ImageForm::Floppy => opts
-            .bytes_per_cluster(512)
-            .max_root_dir_entries(224)
-            .media(0xF0)
-            .sectors_per_track(18)
-            .heads(2)
-            .drive_num(0x00),
-        ImageForm::HardDisk => opts
-            .bytes_per_cluster(2048)
-            .max_root_dir_entries(512)
-            .media(0xF8)
-            .sectors_per_track(32)
-            .heads(64)
-            .drive_num(0x80),
-    };
-    let mut buf = vec![0u8; form.size_bytes() as usize];
-    fatfs::format_volume(std::io::Cursor::new(buf.as_mut_slice()), opts)?;
-    {
-        let fs = fatfs::FileSystem::new(
-            std::io::Cursor::new(buf.as_mut_slice()),
-            fatfs::FsOptions::new().time_provider(&EpochClock),
-        )?;
-        let mut f = fs.root_dir().create_file(boot_media::PARAMS_FILE)?;
-        f.write_all(text.as_bytes())?;
-        f.flush()?;
-        drop(f);
-        fs.unmount()?;
-    }
-    Ok(buf)
-}
-
-#[derive(Debug)]
-struct EpochClock;
-
-impl fatfs::TimeProvider for EpochClock {
-    fn get_current_date(&self) -> fatfs::Date {
-        fatfs::Date {
-            year: 1980,
-            month: 1,
-            day: 1,
-        }
-    }
-    fn get_current_date_time(&self) -> fatfs::DateTime {
-        fatfs::DateTime {
-            date: self.get_current_date(),
-            time: fatfs::Time {
-                hour: 0,
-                min: 0,
-                sec: 0,
-                millis: 0,
-            },
-        }
-    }
-}
-
 /// Runs `f` once per item and returns (CPU, wall) per call in microseconds.
 fn per_call<T>(
     items: &[T],
@@ -238,7 +159,8 @@ fn bench_parameter_images(tmp: &Path) -> anyhow::Result<()> {
     for form in [ImageForm::Floppy, ImageForm::HardDisk] {
         let params: Vec<Parameters> = (0..N).map(node_params).collect::<Result<_, _>>()?;
         anyhow::ensure!(
-            dense_build(&params[0], form)? == parameter_image(&params[0], form)?,
+            boot_media::parameter_image_dense(&params[0], form)?
+                == parameter_image(&params[0], form)?,
             "the dense reference build differs from parameter_image"
         );
         // Warm the per-form template so the first sparse build is not charged for it.
@@ -263,7 +185,7 @@ fn bench_parameter_images(tmp: &Path) -> anyhow::Result<()> {
                 let sample = per_call(&params, |i, p| {
                     match *variant {
                         Variant::DenseBuild => {
-                            std::hint::black_box(dense_build(p, form)?);
+                            std::hint::black_box(boot_media::parameter_image_dense(p, form)?);
                         }
                         Variant::SparseToVec => {
                             std::hint::black_box(parameter_image(p, form)?);
@@ -272,7 +194,11 @@ fn bench_parameter_images(tmp: &Path) -> anyhow::Result<()> {
                             std::hint::black_box(parameter_image_sparse(p, form)?);
                         }
                         Variant::DenseWrite => {
-                            let s = write_atomic(&file(i), &dense_build(p, form)?, true)?;
+                            let s = write_atomic(
+                                &file(i),
+                                &boot_media::parameter_image_dense(p, form)?,
+                                true,
+                            )?;
                             alloc[v] = s.bytes_allocated;
                         }
                         Variant::SparseWrite(d, _) => {

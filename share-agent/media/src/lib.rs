@@ -57,7 +57,7 @@ pub use iso::{
 };
 pub use params::{
     FLOPPY_BYTES, HARD_DISK_BYTES, ImageForm, LABEL, PARAMS_FILE, Parameters, parameter_image,
-    parameter_image_sparse,
+    parameter_image_dense, parameter_image_sparse,
 };
 pub use sparse::SparseImage;
 pub use store::{BootIsoStore, IsoHandle, StoreGcStats};
