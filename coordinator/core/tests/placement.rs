@@ -365,7 +365,9 @@ proptest! {
         }
     }
 
-    /// A joining agent (Spread) attracts about its share, and only onto itself.
+    /// A joining agent (Spread) takes at most its share, only onto itself, never drains
+    /// an agent below its own share, and stops only when it cannot take more: every node
+    /// left on an agent above its share ranks another agent first, or the newcomer is full.
     #[test]
     fn join_moves_about_one_share(k in 2usize..16, n in 500usize..3000, seed in any::<u64>()) {
         let mut a = agents(k);
@@ -379,9 +381,36 @@ proptest! {
         let after = rebalance(&placed, &a, RebalanceMode::Spread, &cfg);
         let share = n as f64 / (k + 1) as f64;
         prop_assert!(after.moved as f64 <= share.floor() + 1.0, "moved {} > share {}", after.moved, share);
-        prop_assert!(after.moved as f64 >= 0.5 * share, "moved {} << share {}", after.moved, share);
         for (b, x) in before.iter().zip(&after.assignments) {
             if b != x { prop_assert_eq!(x.as_deref(), Some("newcomer")); }
+        }
+        let weight: f64 = a.iter().map(|x| f64::from(x.capacity)).sum();
+        let fair = |id: &str| {
+            let c = a.iter().find(|x| x.id == id).map_or(0.0, |x| f64::from(x.capacity));
+            c / weight * n as f64
+        };
+        let count = |v: &[Option<String>], id: &str| v.iter().filter(|x| x.as_deref() == Some(id)).count();
+        for x in &a[..k] {
+            let (was, now) = (count(&before, &x.id), count(&after.assignments, &x.id));
+            prop_assert!(now == was || now as f64 > fair(&x.id) - 1.0,
+                "{} drained from {} to {} (share {:.2})", x.id, was, now, fair(&x.id));
+        }
+        let mut load: HashMap<&str, usize> = HashMap::new();
+        for x in after.assignments.iter().flatten() {
+            *load.entry(x.as_str()).or_default() += 1;
+        }
+        let newcomer = load.get("newcomer").copied().unwrap_or(0) as f64;
+        if newcomer + 1.0 <= fair("newcomer") {
+            for (u, x) in ids.iter().zip(&after.assignments) {
+                let cur = x.as_deref().unwrap_or_default();
+                if cur == "newcomer" || load.get(cur).copied().unwrap_or(0) as f64 <= fair(cur) {
+                    continue;
+                }
+                let ranked = place(&pnode(*u, None), &a, &Loads::default());
+                let top = ranked.candidates.iter().find(|c| c.eligible).map(|c| c.id.as_str());
+                prop_assert_ne!(top, Some("newcomer"),
+                    "a node on {} (above its share) ranks the newcomer first but stayed", cur);
+            }
         }
     }
 }
