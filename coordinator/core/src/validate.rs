@@ -127,11 +127,15 @@ pub fn normalize_spec(spec: &mut NodeSpec) {
 /// Is this driver_info/instance_info key a secret? `irmc_password`, any key ending
 /// in `password`, `secret` or `token` (e.g. `agent_token`), and SNMP communities.
 pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    k.ends_with("password")
-        || k.ends_with("secret")
-        || k.ends_with("token")
-        || k.ends_with("snmp_community")
+    // Runs for every key of every node read or written: no allocation.
+    let ends_with = |suffix: &str| {
+        key.len() >= suffix.len()
+            && key.as_bytes()[key.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    };
+    ends_with("password")
+        || ends_with("secret")
+        || ends_with("token")
+        || ends_with("snmp_community")
 }
 
 /// A copy of `map` with every secret value replaced by "******".
@@ -824,10 +828,20 @@ mod tests {
             "x_secret",
             "agent_token",
             "irmc_snmp_community",
+            "IRMC_Password",
+            "token",
+            "clé_TOKEN",
         ] {
             assert!(is_secret_key(k), "{k}");
         }
-        for k in ["irmc_username", "irmc_address", "password_hint_len"] {
+        for k in [
+            "irmc_username",
+            "irmc_address",
+            "password_hint_len",
+            "",
+            "ken",
+            "é",
+        ] {
             assert!(!is_secret_key(k), "{k}");
         }
         let s = good();

@@ -16,8 +16,8 @@ use vmedia_proto::v1 as pb;
 use vmedia_proto::v1::nodes_server::Nodes;
 use vmedia_proto::v1::shares_server::Shares;
 
-use crate::convert::{self, node_to_proto};
-use crate::engine::{Cmd, EngineHandle, now_ms, queue_position};
+use crate::convert::{self, node_into_proto, node_to_proto};
+use crate::engine::{Cmd, EngineHandle, now_ms, queue_position, queue_positions};
 use crate::error::ServerError;
 
 /// Default and maximum page sizes of ListNodes.
@@ -176,7 +176,7 @@ impl Api {
         loop {
             let page = self
                 .store
-                .list_nodes(&filter, MAX_LIMIT, marker)
+                .list_node_views(&filter, MAX_LIMIT, marker)
                 .await
                 .map_err(|e| ServerError::store_about("select nodes", "all nodes", e))?;
             let full = page.len() == MAX_LIMIT as usize;
@@ -219,9 +219,10 @@ impl Nodes for Api {
         } else {
             Some(convert::parse_uuid("marker", &req.marker)?)
         };
+        // Views: secrets come back masked without being decrypted, which is all a read shows.
         let nodes = self
             .store
-            .list_nodes(&filter, limit, marker)
+            .list_node_views(&filter, limit, marker)
             .await
             .map_err(|e| ServerError::store_about("list nodes", "all nodes", e))?;
         let next_marker = if nodes.len() == limit as usize {
@@ -232,8 +233,14 @@ impl Nodes for Api {
         } else {
             String::new()
         };
+        let uuids: Vec<_> = nodes.iter().map(Node::uuid).collect();
+        let positions = queue_positions(&self.engine.queue, &uuids);
         Ok(Response::new(pb::ListNodesResponse {
-            nodes: nodes.iter().map(|n| self.to_proto(n)).collect(),
+            nodes: nodes
+                .into_iter()
+                .zip(positions)
+                .map(|(n, pos)| node_into_proto(n, pos))
+                .collect(),
             next_marker,
         }))
     }
@@ -351,18 +358,18 @@ impl Nodes for Api {
                     loop {
                         let page = self
                             .store
-                            .list_nodes(&NodeFilter::default(), MAX_LIMIT, marker)
+                            .list_node_views(&NodeFilter::default(), MAX_LIMIT, marker)
                             .await
                             .map_err(|e| ServerError::store_about("watch", "all nodes", e))?;
                         let full = page.len() == MAX_LIMIT as usize;
                         marker = page.last().map(Node::uuid);
-                        initial.extend(page.iter().map(|n| {
-                            convert::node_event(
-                                n,
-                                queue_position(&self.engine.queue, &n.uuid()),
-                                now,
-                            )
-                        }));
+                        let uuids: Vec<_> = page.iter().map(Node::uuid).collect();
+                        let positions = queue_positions(&self.engine.queue, &uuids);
+                        initial.extend(
+                            page.iter()
+                                .zip(positions)
+                                .map(|(n, pos)| convert::node_event(n, pos, now)),
+                        );
                         if !full {
                             break;
                         }

@@ -8,6 +8,17 @@
 //! changed statuses in ONE store transaction (`update_statuses`, group commit), and only
 //! then performs the side effects (jobs to agents, watch events, API replies).
 //!
+//! # Cost per deploy
+//! A deploy is five or six status writes (queued, admitted with its first job, waiting
+//! for the call-back, writing the image, preparing the instance, active; a deploy admitted
+//! at once is queued and admitted in the same batch). Every transition of one node within
+//! a batch is one row write. Under load, commits are paced ([`COMMIT_PACE`]): a batch with
+//! something to commit waits for the pace and takes in whatever arrived meanwhile, so
+//! commits and wake-ups stay at a bounded rate while rows per commit grow. Ramdisk
+//! heartbeats that change nothing write nothing; job progress lines are dropped before
+//! they reach the engine when nobody watches (`link.rs`); watch events are only built
+//! when someone watches.
+//!
 //! # Invariants
 //! - Persist, then act: a job goes to an agent only after the status holding its intent is
 //!   committed. A crash between the two is healed on restart: the intent is re-sent (agents
@@ -38,6 +49,14 @@ use crate::error::ServerError;
 
 /// Most commands applied (and committed) together.
 pub const MAX_BATCH: usize = 4096;
+
+/// Nodes of a bulk verb loaded from the store together.
+const BULK_LOAD: usize = 1000;
+
+/// Least time between two status commits while commands keep arriving (see
+/// [`Engine::run`]): bounds commits to 50 a second under load, at the price of at most
+/// this much delay per state change.
+const COMMIT_PACE: Duration = Duration::from_millis(20);
 
 /// What the engine sends down an agent's session stream.
 pub type AgentTx = mpsc::UnboundedSender<Result<pb::CoordinatorMessage, Status>>;
@@ -155,6 +174,35 @@ impl Queue {
         }
     }
 
+    /// The positions of many nodes (0 for those not queued), index-aligned with `uuids`, in
+    /// ONE walk over the queue however many of them are queued: listing thousands of nodes
+    /// must not cost a walk per node.
+    pub fn positions(&self, uuids: &[Uuid]) -> Vec<u64> {
+        let mut out = vec![0; uuids.len()];
+        let mut want: Vec<(u64, usize)> = uuids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, u)| self.entries.get(u).map(|e| (e.seq, i)))
+            .collect();
+        if want.is_empty() {
+            return out;
+        }
+        want.sort_unstable();
+        let mut w = 0;
+        for (rank, seq) in self.order.keys().enumerate() {
+            while let Some(&(s, i)) = want.get(w)
+                && s == *seq
+            {
+                out[i] = rank as u64 + 1;
+                w += 1;
+            }
+            if w == want.len() {
+                break;
+            }
+        }
+        out
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -163,11 +211,15 @@ impl Queue {
         self.entries.is_empty()
     }
 
-    fn snapshot(&self) -> Vec<(Uuid, bool)> {
+    /// `(node, needs_slot)` in arrival order.
+    fn iter(&self) -> impl Iterator<Item = (Uuid, bool)> + '_ {
         self.order
             .values()
             .filter_map(|u| self.entries.get(u).map(|e| (*u, e.needs_slot)))
-            .collect()
+    }
+
+    fn snapshot(&self) -> Vec<(Uuid, bool)> {
+        self.iter().collect()
     }
 }
 
@@ -179,6 +231,11 @@ pub fn queue_position(q: &SharedQueue, uuid: &Uuid) -> u64 {
         Ok(g) => g.position(uuid),
         Err(p) => p.into_inner().position(uuid),
     }
+}
+
+/// [`Queue::positions`] under one short lock.
+pub fn queue_positions(q: &SharedQueue, uuids: &[Uuid]) -> Vec<u64> {
+    lock(q).positions(uuids)
 }
 
 fn lock(q: &SharedQueue) -> std::sync::MutexGuard<'_, Queue> {
@@ -420,28 +477,16 @@ impl Engine {
         Ok((engine, EngineHandle { tx, events, queue }))
     }
 
-    /// Builds the compact placement index by paging through every node once (small pages:
-    /// the decoded nodes are transient, and their peak is what RSS keeps).
+    /// Builds the compact placement index from the store's `(uuid, share)` pairs: no spec or
+    /// status is decoded.
     async fn load_placement_index(&mut self) -> Result<(), ServerError> {
-        const PAGE: u32 = 1000;
-        let mut marker = None;
-        loop {
-            let page = self
-                .store
-                .list_nodes(&NodeFilter::default(), PAGE, marker)
-                .await
-                .map_err(|e| ServerError::store_about("load placement index", "all nodes", e))?;
-            let Some(last) = page.last() else { break };
-            marker = Some(last.uuid());
-            let full = page.len() == PAGE as usize;
-            for n in &page {
-                if let Some(s) = &n.status.share {
-                    self.set_placed(n.uuid(), Some(s.as_str()));
-                }
-            }
-            if !full {
-                break;
-            }
+        let placed = self
+            .store
+            .placements()
+            .await
+            .map_err(|e| ServerError::store_about("load placement index", "all nodes", e))?;
+        for (uuid, share) in placed {
+            self.set_placed(uuid, Some(share.as_str()));
         }
         Ok(())
     }
@@ -580,23 +625,29 @@ impl Engine {
     pub async fn run(mut self) {
         let mut tick = tokio::time::interval(self.tick_interval());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_commit: Option<tokio::time::Instant> = None;
         loop {
             let mut batch = Batch::default();
+            let mut taken = 0;
             tokio::select! {
                 cmd = self.rx.recv() => {
                     let Some(cmd) = cmd else { break };
                     self.handle(cmd, &mut batch).await;
                     // Take everything else that is already waiting: one commit for all of it.
-                    let mut n = 1;
-                    while n < MAX_BATCH {
-                        match self.rx.try_recv() {
-                            Ok(cmd) => self.handle(cmd, &mut batch).await,
-                            Err(_) => break,
-                        }
-                        n += 1;
-                    }
+                    taken = self.take_waiting(&mut batch, 1).await;
                 }
                 _ = tick.tick() => self.on_tick(&mut batch),
+            }
+            // Commit pacing: under load, a batch with something to commit waits until
+            // COMMIT_PACE after the previous commit and takes in what arrived meanwhile.
+            // Commits (and wake-ups of this task) then stay at a bounded rate however
+            // many events arrive; an idle engine commits at once.
+            if !batch.dirty.is_empty()
+                && let Some(due) = last_commit.map(|t| t + COMMIT_PACE)
+                && due > tokio::time::Instant::now()
+            {
+                tokio::time::sleep_until(due).await;
+                self.take_waiting(&mut batch, taken).await;
             }
             if !self.rehome.is_empty() {
                 self.rehome_idle_nodes(&mut batch).await;
@@ -604,9 +655,25 @@ impl Engine {
             if batch.admit_needed {
                 self.admit(&mut batch);
             }
+            if !batch.dirty.is_empty() {
+                last_commit = Some(tokio::time::Instant::now());
+            }
             self.flush(batch).await;
         }
         tracing::info!("engine stopped");
+    }
+
+    /// Handles the commands already waiting, up to [`MAX_BATCH`] in the batch; returns how
+    /// many the batch holds now.
+    async fn take_waiting(&mut self, batch: &mut Batch, mut taken: usize) -> usize {
+        while taken < MAX_BATCH {
+            match self.rx.try_recv() {
+                Ok(cmd) => self.handle(cmd, batch).await,
+                Err(_) => break,
+            }
+            taken += 1;
+        }
+        taken
     }
 
     /// Applies one event to a cached node; queues the side effects in `b`.
@@ -702,6 +769,34 @@ impl Engine {
         Ok(uuid)
     }
 
+    /// Loads the nodes of `ids` given by uuid that are not cached, in one store read, so a
+    /// bulk verb does not read its nodes one by one. A failed read only means each node is
+    /// then loaded on its own.
+    async fn preload(&mut self, ids: &[NodeId]) {
+        let missing: Vec<Uuid> = ids
+            .iter()
+            .filter_map(|id| match id {
+                NodeId::Uuid(u) if !self.cache.contains_key(u) => Some(*u),
+                _ => None,
+            })
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        match self.store.get_nodes(&missing).await {
+            Ok(nodes) => {
+                for n in nodes {
+                    if !self.cache.contains_key(&n.uuid()) {
+                        self.insert_cache(n);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(nodes = missing.len(), error = %e, "bulk load failed; loading nodes one by one");
+            }
+        }
+    }
+
     async fn handle(&mut self, cmd: Cmd, b: &mut Batch) {
         match cmd {
             Cmd::Verb { node, verb, reply } => match self.verb(b, &node, verb).await {
@@ -713,13 +808,16 @@ impl Engine {
             Cmd::Bulk { nodes, verb, reply } => {
                 let mut accepted = 0;
                 let mut failures = Vec::new();
-                for id in nodes {
-                    match self.verb(b, &id, verb).await {
-                        Ok(_) => accepted += 1,
-                        Err(e) => failures.push(pb::BulkFailure {
-                            node: id.to_string(),
-                            error: e.to_string(),
-                        }),
+                for chunk in nodes.chunks(BULK_LOAD) {
+                    self.preload(chunk).await;
+                    for id in chunk {
+                        match self.verb(b, id, verb).await {
+                            Ok(_) => accepted += 1,
+                            Err(e) => failures.push(pb::BulkFailure {
+                                node: id.to_string(),
+                                error: e.to_string(),
+                            }),
+                        }
                     }
                 }
                 b.replies
@@ -1072,7 +1170,10 @@ impl Engine {
         }
         if u.state == pb::JobState::Running as i32 {
             // Progress is shown to watchers but not persisted (it changes often and a
-            // restart re-derives it from the step).
+            // restart re-derives it from the step). Nobody watching: nothing to build.
+            if self.events.receiver_count() == 0 {
+                return;
+            }
             let mut ev = convert::node_event(node, 0, now_ms());
             if !u.progress.is_empty() {
                 ev.progress = u.progress;
@@ -1115,12 +1216,13 @@ impl Engine {
                 found = self.cache.get(u).filter(|n| allowed(n));
             }
         }
-        let what = if req.node_uuid.is_empty() {
-            format!("addresses {}", req.addresses.join(","))
-        } else {
-            format!("node {}", req.node_uuid)
-        };
-        let n = found.ok_or(ServerError::LookupNotFound { what })?;
+        let n = found.ok_or_else(|| ServerError::LookupNotFound {
+            what: if req.node_uuid.is_empty() {
+                format!("addresses {}", req.addresses.join(","))
+            } else {
+                format!("node {}", req.node_uuid)
+            },
+        })?;
         Ok(pb::RamdiskLookupResponse {
             node_uuid: n.uuid().to_string(),
             properties: n.spec.properties.clone().into_iter().collect(),
@@ -1308,11 +1410,9 @@ impl Engine {
     /// Admission round: places queued nodes and admits them while their agent (and the
     /// global cap) has room. Nodes behind a full agent do not block nodes of other agents.
     fn admit(&mut self, b: &mut Batch) {
-        let queued = lock(&self.queue).snapshot();
-        if queued.is_empty() {
+        if lock(&self.queue).is_empty() {
             return;
         }
-        let views = self.agent_views();
         let global_cap = self.cfg.max_concurrent;
         // Free boot slots on agents that can take work: lets the loop skip, cheaply, the
         // (possibly thousands of) placed deploys that can only wait.
@@ -1326,6 +1426,19 @@ impl Engine {
             })
             .map(|a| u64::from(a.view.capacity.saturating_sub(a.active)))
             .sum();
+        // This round runs after every slot release, with thousands of placed deploys
+        // waiting: take only the entries it can move. `free` never grows during the round,
+        // so a placed deploy left out here would be skipped by the loop anyway.
+        let queued: Vec<(Uuid, bool)> = lock(&self.queue)
+            .iter()
+            .filter(|(uuid, needs_slot)| {
+                !(*needs_slot && free == 0 && self.placed_in_queue.contains(uuid))
+            })
+            .collect();
+        if queued.is_empty() {
+            return;
+        }
+        let views = self.agent_views();
         for (uuid, needs_slot) in queued {
             if needs_slot && free == 0 && self.placed_in_queue.contains(&uuid) {
                 continue;
@@ -1517,11 +1630,13 @@ impl Engine {
                 }
             }
         }
-        let now = now_ms();
-        for uuid in b.emits.drain(..) {
-            if let Some(n) = self.cache.get(&uuid) {
-                let pos = queue_position(&self.queue, &uuid);
-                let _ = self.events.send(convert::node_event(n, pos, now));
+        if self.events.receiver_count() > 0 && !b.emits.is_empty() {
+            let now = now_ms();
+            let positions = queue_positions(&self.queue, &b.emits);
+            for (uuid, pos) in b.emits.iter().zip(positions) {
+                if let Some(n) = self.cache.get(uuid) {
+                    let _ = self.events.send(convert::node_event(n, pos, now));
+                }
             }
         }
         for r in b.replies {
@@ -1586,6 +1701,13 @@ mod tests {
         assert_eq!(q.position(&ids[2]), 2);
         assert_eq!(q.position(&ids[1]), 0);
         assert_eq!(q.len(), 3);
+        let many = [ids[3], ids[1], ids[0], ids[3], Uuid::from_u128(99), ids[2]];
+        assert_eq!(q.positions(&many), vec![3, 0, 1, 3, 0, 2]);
+        assert_eq!(
+            q.positions(&many),
+            many.iter().map(|u| q.position(u)).collect::<Vec<_>>()
+        );
+        assert_eq!(Queue::default().positions(&many), vec![0; 6]);
         assert_eq!(
             q.snapshot().iter().map(|(u, _)| *u).collect::<Vec<_>>(),
             vec![ids[0], ids[2], ids[3]]

@@ -114,6 +114,15 @@ impl AgentLink for Link {
                         session,
                         heartbeat,
                     },
+                    // Progress lines only feed watchers (they are never stored): with
+                    // nobody watching, the engine need not be woken for them. Results
+                    // always go through.
+                    Some(Msg::JobUpdate(update))
+                        if update.state == pb::JobState::Running as i32
+                            && engine.events.receiver_count() == 0 =>
+                    {
+                        continue;
+                    }
                     Some(Msg::JobUpdate(update)) => Cmd::JobUpdate {
                         agent: agent.clone(),
                         session,

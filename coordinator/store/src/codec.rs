@@ -1,11 +1,24 @@
 //! Row encoding shared by the backends: what goes into each column.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
-use coordinator_core::{Node, NodeStatus, Secret};
+use coordinator_core::{MASK, Node, NodeSpec, NodeStatus, Secret, is_secret_key};
 use uuid::Uuid;
 
 use crate::{SecretKeys, StoreError, decode_spec};
+
+/// How a read treats the secrets it finds.
+#[derive(Clone, Copy)]
+pub(crate) enum Secrets<'a> {
+    /// Open sealed values (a sealed value and no keys is an error): for callers that act
+    /// on the node (jobs carry the BMC password and the agent token).
+    Open(Option<&'a SecretKeys>),
+    /// Read-only views: every secret value reads as [`MASK`] without being opened, and
+    /// the agent token is not read at all. Listing thousands of nodes then costs no
+    /// decryption.
+    Mask,
+}
 
 /// The status as stored: JSON without the token, plus the derived filter columns.
 pub(crate) struct EncodedStatus {
@@ -20,10 +33,51 @@ pub(crate) struct EncodedStatus {
 /// Field name the agent token is bound to when sealed.
 const TOKEN_FIELD: &str = "status.agent_token";
 
+/// The sealed form of each node's current agent token. A token is drawn once per deploy
+/// and then rides along, unchanged, with every later status write of that deploy: those
+/// writes re-use the sealed text instead of sealing the same token again. Entries go when
+/// the node's token does (the deploy settles) or the node is deleted, so the memo holds
+/// one entry per deploy under way.
+#[derive(Default)]
+pub(crate) struct SealedTokens(Mutex<HashMap<Uuid, (Secret, String)>>);
+
+impl std::fmt::Debug for SealedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedTokens")
+            .field("nodes", &self.map().len())
+            .finish()
+    }
+}
+
+impl SealedTokens {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Secret, String)>> {
+        // A panic elsewhere while holding the lock leaves a map that is still valid.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn sealed(&self, uuid: Uuid, token: &Secret, keys: &SecretKeys) -> Result<String, StoreError> {
+        if let Some((clear, sealed)) = self.map().get(&uuid)
+            && clear.ct_eq(token.expose())
+        {
+            return Ok(sealed.clone());
+        }
+        let sealed = keys.seal(&format!("{uuid}/{TOKEN_FIELD}"), token.expose())?;
+        self.map().insert(uuid, (token.clone(), sealed.clone()));
+        Ok(sealed)
+    }
+
+    pub(crate) fn forget(&self, uuid: Uuid) {
+        self.map().remove(&uuid);
+    }
+}
+
 pub(crate) fn encode_status(
     uuid: Uuid,
     s: &NodeStatus,
     keys: Option<&SecretKeys>,
+    tokens: &SealedTokens,
 ) -> Result<EncodedStatus, StoreError> {
     let json = serde_json::to_string(s).map_err(|e| StoreError::Corrupt {
         node: uuid.to_string(),
@@ -37,34 +91,61 @@ pub(crate) fn encode_status(
         has_error: s.last_error.is_some(),
         in_flight: s.in_flight(),
         token: match (&s.agent_token, keys) {
-            (None, _) => None,
+            (None, _) => {
+                tokens.forget(uuid);
+                None
+            }
             (Some(t), None) => Some(t.expose().to_string()),
-            (Some(t), Some(k)) => Some(k.seal(&format!("{uuid}/{TOKEN_FIELD}"), t.expose())?),
+            (Some(t), Some(k)) => Some(tokens.sealed(uuid, t, k)?),
         },
     })
 }
 
-/// A node from its stored columns.
+/// A spec for a read-only view: parsed, with every secret value (and anything sealed)
+/// replaced by [`MASK`], nothing opened.
+fn decode_spec_masked(node: &str, text: &str) -> Result<NodeSpec, StoreError> {
+    let mut spec: NodeSpec = serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        node: node.to_string(),
+        what: "spec",
+        detail: e.to_string(),
+    })?;
+    for map in [&mut spec.driver_info, &mut spec.instance_info] {
+        for (k, v) in map.iter_mut() {
+            if is_secret_key(k) || v.starts_with(crate::secrets::SEALED_PREFIX) {
+                MASK.clone_into(v);
+            }
+        }
+    }
+    Ok(spec)
+}
+
+/// A node from its stored columns (`token` is not read in [`Secrets::Mask`] mode).
 pub(crate) fn decode_node(
-    raw_uuid: Vec<u8>,
+    raw_uuid: &[u8],
     version: i64,
     spec: &str,
     status: &str,
-    token: Option<String>,
-    keys: Option<&SecretKeys>,
+    token: Option<&str>,
+    secrets: Secrets<'_>,
 ) -> Result<Node, StoreError> {
-    let uuid = Uuid::from_slice(&raw_uuid).map_err(|e| StoreError::Corrupt {
+    let uuid = Uuid::from_slice(raw_uuid).map_err(|e| StoreError::Corrupt {
         node: format!("{raw_uuid:02x?}"),
         what: "uuid",
         detail: e.to_string(),
     })?;
     let node = uuid.to_string();
+    let keys = match secrets {
+        Secrets::Open(keys) => keys,
+        Secrets::Mask => {
+            return Ok(Node {
+                spec: decode_spec_masked(&node, spec)?,
+                status: decode_status(&node, status)?,
+                version: u64::try_from(version).unwrap_or(0),
+            });
+        }
+    };
     let spec = decode_spec(&node, spec, keys)?;
-    let mut status: NodeStatus = serde_json::from_str(status).map_err(|e| StoreError::Corrupt {
-        node: node.clone(),
-        what: "status",
-        detail: e.to_string(),
-    })?;
+    let mut status = decode_status(&node, status)?;
     status.agent_token = match token {
         Some(t) if t.starts_with(crate::secrets::SEALED_PREFIX) => {
             let keys = keys.ok_or_else(|| StoreError::Sealed {
@@ -73,7 +154,7 @@ pub(crate) fn decode_node(
                 detail: "it is encrypted and no secret key was given".to_string(),
             })?;
             let clear = keys
-                .open(&format!("{uuid}/{TOKEN_FIELD}"), &t)
+                .open(&format!("{uuid}/{TOKEN_FIELD}"), t)
                 .map_err(|detail| StoreError::Sealed {
                     node: node.clone(),
                     field: TOKEN_FIELD.to_string(),
@@ -87,6 +168,14 @@ pub(crate) fn decode_node(
         spec,
         status,
         version: u64::try_from(version).unwrap_or(0),
+    })
+}
+
+fn decode_status(node: &str, text: &str) -> Result<NodeStatus, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        node: node.to_string(),
+        what: "status",
+        detail: e.to_string(),
     })
 }
 

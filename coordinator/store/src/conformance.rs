@@ -11,8 +11,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use coordinator_core::{
-    DeployStep, JobIntent, JobKind, Node, NodeId, NodeSpec, NodeStatus, PowerState, ProvisionState,
-    Secret,
+    DeployStep, JobIntent, JobKind, MASK, Node, NodeId, NodeSpec, NodeStatus, PowerState,
+    ProvisionState, Secret,
 };
 use uuid::Uuid;
 
@@ -35,6 +35,9 @@ where
     agents(make(7).await).await;
     concurrent_writers(make(8).await).await;
     bulk(make(10).await).await;
+    views(make(11).await).await;
+    get_many(make(13).await).await;
+    token_changes(make(12).await).await;
     // Durability: write, drop, reopen the same store.
     let (uuid, version) = durability_write(make(9).await).await;
     durability_check(make(9).await, uuid, version).await;
@@ -86,6 +89,145 @@ fn in_flight_status(share: &str) -> NodeStatus {
     s.job_seq = 3;
     s.progress = "waiting for ramdisk call-back".to_string();
     s
+}
+
+/// `list_node_views` lists what `list_nodes` lists, secrets masked and no token.
+async fn views<S: Store>(st: S) {
+    let mut nodes = Vec::new();
+    for i in 0..5u8 {
+        let mut n = sample_node(Uuid::new_v4(), Some(&format!("view-{i}")));
+        n.spec
+            .instance_info
+            .insert("image_token".into(), format!("img-{i}"));
+        nodes.push(n);
+    }
+    st.create_nodes(&nodes).await.unwrap();
+    let busy = nodes[2].uuid();
+    st.update_status(busy, 1, &in_flight_status("agent-v"))
+        .await
+        .unwrap();
+    let all = NodeFilter::default();
+    let full = st.list_nodes(&all, 100, None).await.unwrap();
+    let seen = st.list_node_views(&all, 100, None).await.unwrap();
+    assert_eq!(uuids(&seen), uuids(&full), "views: same nodes, same order");
+    for (v, f) in seen.iter().zip(&full) {
+        assert_eq!(v.version, f.version, "views: version");
+        assert_eq!(
+            v.spec.driver_info["irmc_password"], MASK,
+            "views: password masked"
+        );
+        assert_eq!(
+            v.spec.instance_info["image_token"], MASK,
+            "views: token masked"
+        );
+        assert_eq!(v.spec.driver_info["irmc_username"], "admin");
+        assert!(v.status.agent_token.is_none(), "views: no agent token");
+        let mut expected = f.clone();
+        expected.spec.driver_info = coordinator_core::mask(&f.spec.driver_info);
+        expected.spec.instance_info = coordinator_core::mask(&f.spec.instance_info);
+        expected.status.agent_token = None;
+        assert_eq!(v, &expected, "views: everything else as stored");
+    }
+    assert!(
+        full.iter()
+            .any(|n| n.status.agent_token.as_ref().map(Secret::expose) == Some("tok-123")),
+        "views: the full listing still opens the token"
+    );
+    // Filters and pagination behave as for list_nodes.
+    let f = NodeFilter {
+        share: Some("agent-v".into()),
+        ..NodeFilter::default()
+    };
+    assert_eq!(
+        uuids(&st.list_node_views(&f, 100, None).await.unwrap()),
+        vec![busy]
+    );
+    let page = st.list_node_views(&all, 2, None).await.unwrap();
+    assert_eq!(uuids(&page), uuids(&full[..2]));
+    let next = st
+        .list_node_views(&all, 2, Some(page[1].uuid()))
+        .await
+        .unwrap();
+    assert_eq!(uuids(&next), uuids(&full[2..4]));
+}
+
+/// `get_nodes` reads what `get_node` reads, for many nodes at once, skipping unknown ones.
+async fn get_many<S: Store>(st: S) {
+    let nodes: Vec<Node> = (0..700)
+        .map(|i| sample_node(Uuid::new_v4(), Some(&format!("many-{i}"))))
+        .collect();
+    st.create_nodes(&nodes).await.unwrap();
+    st.update_status(nodes[3].uuid(), 1, &in_flight_status("agent-m"))
+        .await
+        .unwrap();
+    let mut want: Vec<Uuid> = nodes.iter().map(Node::uuid).collect();
+    want.push(Uuid::new_v4());
+    let mut got = st.get_nodes(&want).await.unwrap();
+    assert_eq!(
+        got.len(),
+        nodes.len(),
+        "get_nodes: every known node, no unknown one"
+    );
+    got.sort_by_key(Node::uuid);
+    for n in &got {
+        let one = st.get_node(&NodeId::Uuid(n.uuid())).await.unwrap().unwrap();
+        assert_eq!(n, &one, "get_nodes: same as get_node");
+    }
+    assert!(st.get_nodes(&[]).await.unwrap().is_empty());
+}
+
+/// The agent token survives writes that keep it, and follows every change of it.
+async fn token_changes<S: Store>(st: S) {
+    let u = Uuid::new_v4();
+    st.create_node(&sample_node(u, None)).await.unwrap();
+    let token = |n: &Node| {
+        n.status
+            .agent_token
+            .as_ref()
+            .map(|t| t.expose().to_string())
+    };
+    let mut s = in_flight_status("agent-t");
+    let mut v = 1;
+    for (step, tok) in [
+        (0, Some("first")),
+        (1, Some("first")),
+        (2, Some("second")),
+        (3, None),
+        (4, Some("first")),
+        (5, Some("first")),
+    ] {
+        s.agent_token = tok.map(Secret::new);
+        s.job_seq = step;
+        // Alternate single writes and batches: both paths seal.
+        v = if step % 2 == 0 {
+            st.update_status(u, v, &s).await.unwrap()
+        } else {
+            let other = Uuid::new_v4();
+            st.create_node(&sample_node(other, None)).await.unwrap();
+            st.update_statuses(&[(u, v, s.clone()), (other, 1, s.clone())])
+                .await
+                .unwrap()[0]
+        };
+        let got = st.get_node(&NodeId::Uuid(u)).await.unwrap().unwrap();
+        assert_eq!(
+            token(&got).as_deref(),
+            tok,
+            "token_changes: step {step} reads back its token"
+        );
+        assert_eq!(
+            got.status.job_seq, step,
+            "token_changes: step {step} written"
+        );
+    }
+    // A node deleted and re-created under the same uuid starts without a token.
+    st.delete_node(u).await.unwrap();
+    st.create_node(&sample_node(u, None)).await.unwrap();
+    let got = st.get_node(&NodeId::Uuid(u)).await.unwrap().unwrap();
+    assert_eq!(
+        token(&got),
+        None,
+        "token_changes: re-created node has no token"
+    );
 }
 
 fn uuids(nodes: &[Node]) -> Vec<Uuid> {

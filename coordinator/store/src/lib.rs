@@ -3,15 +3,16 @@
 //! suite that every backend passes unchanged.
 //!
 //! # API summary
-//! - [`Store`]: nodes (create/create_nodes/get/list/update_spec/update_status/
-//!   update_statuses/delete), resume listing ([`Store::nodes_in_flight`]), per-state counts, and the DESIRED
+//! - [`Store`]: nodes (create/create_nodes/get/get_nodes/list/list_node_views/update_spec/
+//!   update_status/update_statuses/delete), resume listing ([`Store::nodes_in_flight`]), per-state counts, and the DESIRED
 //!   state of agents (drained or not). Observed agent state (health, load) is not
 //!   stored: it is rebuilt from agent registrations.
 //! - Placement is kept in `NodeStatus::share` (no separate assignment table): it
 //!   changes only through the state machine, so one optimistic-concurrency version
 //!   guards it together with the rest of the status.
 //! - [`SqliteStore::open_with`]`(data_dir, keys)`: file `data_dir/coordinator.sqlite`, WAL,
-//!   `synchronous=NORMAL`, versioned migrations in table `schema_version`.
+//!   `synchronous=NORMAL`, versioned migrations in table `schema_version`; one write
+//!   connection, a pool of readers.
 //! - [`PgStore::connect_with`]`(url, keys)`: PostgreSQL, same layout and semantics, for
 //!   several coordinator replicas on one database; [`PgStore::campaign`] elects the one
 //!   leader (session advisory lock on a dedicated connection, [`LeaderLease`]) and
@@ -25,9 +26,12 @@
 //! With keys (the coordinator always has some), every secret value of driver_info and
 //! instance_info ([`coordinator_core::is_secret_key`]: the BMC password ...) and the
 //! ramdisk agent token are sealed with XChaCha20-Poly1305 before they reach SQL, bound
-//! to their node and field (`secrets.rs`). Opening checks the keys first: a wrong key, or
-//! stored values sealed with a key that was not given, or sealed values and no key at
-//! all, is a [`StoreError::SecretKey`] at start-up, never clear text written later.
+//! to their node and field (`secrets.rs`). A token is sealed once per deploy: later
+//! status writes that keep it re-use its sealed text (`codec.rs`). Read-only views
+//! ([`Store::list_node_views`]) mask secrets without opening them. Opening checks the
+//! keys first: a wrong key, or stored values sealed with a key that was not given, or
+//! sealed values and no key at all, is a [`StoreError::SecretKey`] at start-up, never
+//! clear text written later.
 //! Share passwords are not stored here at all: they stay in each share agent's own
 //! configuration and only the share's user name reaches the coordinator.
 //!
@@ -145,8 +149,23 @@ pub trait Store: Send + Sync + 'static {
     /// By uuid or name.
     async fn get_node(&self, id: &NodeId) -> Result<Option<Node>, StoreError>;
 
+    /// The nodes among `uuids` that exist, in full (as [`Store::get_node`] reads them), in
+    /// no particular order: many nodes in one round trip (bulk verbs).
+    async fn get_nodes(&self, uuids: &[Uuid]) -> Result<Vec<Node>, StoreError>;
+
     /// Up to `limit` nodes with uuid > `marker`, ordered by uuid.
     async fn list_nodes(
+        &self,
+        filter: &NodeFilter,
+        limit: u32,
+        marker: Option<Uuid>,
+    ) -> Result<Vec<Node>, StoreError>;
+
+    /// [`Store::list_nodes`] for read-only views (ListNodes, Watch, selectors): the same
+    /// nodes in the same order, but every secret of driver_info/instance_info reads as
+    /// [`coordinator_core::MASK`] and `status.agent_token` is `None`. Nothing is
+    /// decrypted, so a large listing costs no cryptography. Never act on these nodes.
+    async fn list_node_views(
         &self,
         filter: &NodeFilter,
         limit: u32,

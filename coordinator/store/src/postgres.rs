@@ -15,7 +15,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection as _, PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use crate::codec::{decode_node, encode_status, to_i64};
+use crate::codec::{SealedTokens, Secrets, decode_node, encode_status, to_i64};
 use crate::secrets::{KEY_CHECK_AAD, KEY_CHECK_PLAIN, SEALED_PREFIX};
 use crate::{NodeFilter, SecretKeys, Store, StoreError, encode_spec};
 
@@ -76,6 +76,7 @@ const LEADER_LOCK: i64 = 0x76_6d65_6469_614c; // "vmediaL"
 pub struct PgStore {
     pool: PgPool,
     keys: Option<Arc<SecretKeys>>,
+    tokens: Arc<SealedTokens>,
     /// Kept for the leader lease's dedicated connection (never logged: it may hold a password).
     url: Arc<str>,
 }
@@ -104,6 +105,7 @@ impl PgStore {
         let store = Self {
             pool,
             keys: keys.map(Arc::new),
+            tokens: Arc::default(),
             url: Arc::from(url),
         };
         store.migrate().await?;
@@ -113,6 +115,49 @@ impl PgStore {
 
     fn keys(&self) -> Option<&SecretKeys> {
         self.keys.as_deref()
+    }
+
+    fn opened(&self) -> Secrets<'_> {
+        Secrets::Open(self.keys())
+    }
+
+    /// One page of nodes, full or as views (which never read the token column).
+    async fn list(
+        &self,
+        filter: &NodeFilter,
+        limit: u32,
+        marker: Option<Uuid>,
+        secrets: Secrets<'_>,
+    ) -> Result<Vec<Node>, StoreError> {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(match secrets {
+            Secrets::Open(_) => SELECT,
+            Secrets::Mask => SELECT_VIEW,
+        });
+        q.push(" WHERE TRUE");
+        if let Some(m) = marker {
+            q.push(" AND uuid > ").push_bind(m.as_bytes().to_vec());
+        }
+        if let Some(s) = filter.provision_state {
+            q.push(" AND provision_state = ").push_bind(s.as_str());
+        }
+        if let Some(s) = &filter.share {
+            q.push(" AND share = ").push_bind(s.clone());
+        }
+        if let Some(p) = &filter.name_prefix {
+            q.push(" AND starts_with(name, ")
+                .push_bind(p.clone())
+                .push(")");
+        }
+        if filter.with_last_error {
+            q.push(" AND has_error");
+        }
+        q.push(" ORDER BY uuid LIMIT ").push_bind(i64::from(limit));
+        let rows = q
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("list nodes"))?;
+        rows.iter().map(|r| decode_row(r, secrets)).collect()
     }
 
     /// Start-up check of the secret keys (same rules as the SQLite backend).
@@ -349,15 +394,23 @@ impl PgStore {
     }
 }
 
-fn decode_row(row: &PgRow, keys: Option<&SecretKeys>) -> Result<Node, StoreError> {
+/// Decodes a row of [`SELECT`] (or [`SELECT_VIEW`] with [`Secrets::Mask`]), borrowing
+/// the text from the row.
+fn decode_row(row: &PgRow, secrets: Secrets<'_>) -> Result<Node, StoreError> {
+    let token = match secrets {
+        Secrets::Open(_) => row
+            .try_get::<Option<&str>, _>("agent_token")
+            .map_err(db("read token"))?,
+        Secrets::Mask => None,
+    };
     decode_node(
-        row.try_get("uuid").map_err(db("read uuid"))?,
+        row.try_get::<&[u8], _>("uuid").map_err(db("read uuid"))?,
         row.try_get("version").map_err(db("read version"))?,
-        &row.try_get::<String, _>("spec").map_err(db("read spec"))?,
-        &row.try_get::<String, _>("status")
+        row.try_get::<&str, _>("spec").map_err(db("read spec"))?,
+        row.try_get::<&str, _>("status")
             .map_err(db("read status"))?,
-        row.try_get("agent_token").map_err(db("read token"))?,
-        keys,
+        token,
+        secrets,
     )
 }
 
@@ -384,8 +437,9 @@ async fn update_one(
     expected: u64,
     status: &NodeStatus,
     keys: Option<&SecretKeys>,
+    tokens: &SealedTokens,
 ) -> Result<u64, StoreError> {
-    let e = encode_status(uuid, status, keys)?;
+    let e = encode_status(uuid, status, keys, tokens)?;
     let new_version = expected + 1;
     let done = sqlx::query(
         "UPDATE nodes SET status = $1, provision_state = $2, share = $3, has_error = $4, \
@@ -424,12 +478,13 @@ async fn update_one(
 }
 
 const SELECT: &str = "SELECT uuid, version, spec, status, agent_token FROM nodes";
+const SELECT_VIEW: &str = "SELECT uuid, version, spec, status FROM nodes";
 
 #[async_trait]
 impl Store for PgStore {
     async fn create_node(&self, node: &Node) -> Result<(), StoreError> {
         let spec = encode_spec(&node.spec, self.keys())?;
-        let e = encode_status(node.spec.uuid, &node.status, self.keys())?;
+        let e = encode_status(node.spec.uuid, &node.status, self.keys(), &self.tokens)?;
         sqlx::query(
             "INSERT INTO nodes (uuid, name, provision_state, share, has_error, in_flight, \
              version, spec, status, agent_token) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9)",
@@ -461,7 +516,7 @@ impl Store for PgStore {
                     n.spec.uuid,
                     n.spec.name.clone(),
                     encode_spec(&n.spec, self.keys())?,
-                    encode_status(n.spec.uuid, &n.status, self.keys())?,
+                    encode_status(n.spec.uuid, &n.status, self.keys(), &self.tokens)?,
                 ));
             }
             let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
@@ -515,7 +570,27 @@ impl Store for PgStore {
                 .await,
             }
             .map_err(db("get node"))?;
-        row.as_ref().map(|r| decode_row(r, self.keys())).transpose()
+        row.as_ref()
+            .map(|r| decode_row(r, self.opened()))
+            .transpose()
+    }
+
+    async fn get_nodes(&self, uuids: &[Uuid]) -> Result<Vec<Node>, StoreError> {
+        let mut out = Vec::with_capacity(uuids.len());
+        for chunk in uuids.chunks(BATCH_ROWS) {
+            let ids: Vec<Vec<u8>> = chunk.iter().map(|u| u.as_bytes().to_vec()).collect();
+            let rows = sqlx::query(
+                "SELECT uuid, version, spec, status, agent_token FROM nodes WHERE uuid = ANY($1)",
+            )
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("get nodes"))?;
+            for r in &rows {
+                out.push(decode_row(r, self.opened())?);
+            }
+        }
+        Ok(out)
     }
 
     async fn list_nodes(
@@ -524,32 +599,16 @@ impl Store for PgStore {
         limit: u32,
         marker: Option<Uuid>,
     ) -> Result<Vec<Node>, StoreError> {
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(SELECT);
-        q.push(" WHERE TRUE");
-        if let Some(m) = marker {
-            q.push(" AND uuid > ").push_bind(m.as_bytes().to_vec());
-        }
-        if let Some(s) = filter.provision_state {
-            q.push(" AND provision_state = ").push_bind(s.as_str());
-        }
-        if let Some(s) = &filter.share {
-            q.push(" AND share = ").push_bind(s.clone());
-        }
-        if let Some(p) = &filter.name_prefix {
-            q.push(" AND starts_with(name, ")
-                .push_bind(p.clone())
-                .push(")");
-        }
-        if filter.with_last_error {
-            q.push(" AND has_error");
-        }
-        q.push(" ORDER BY uuid LIMIT ").push_bind(i64::from(limit));
-        let rows = q
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("list nodes"))?;
-        rows.iter().map(|r| decode_row(r, self.keys())).collect()
+        self.list(filter, limit, marker, self.opened()).await
+    }
+
+    async fn list_node_views(
+        &self,
+        filter: &NodeFilter,
+        limit: u32,
+        marker: Option<Uuid>,
+    ) -> Result<Vec<Node>, StoreError> {
+        self.list(filter, limit, marker, Secrets::Mask).await
     }
 
     async fn update_spec(&self, uuid: Uuid, spec: &NodeSpec) -> Result<(), StoreError> {
@@ -581,7 +640,15 @@ impl Store for PgStore {
         status: &NodeStatus,
     ) -> Result<u64, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(db("update status"))?;
-        update_one(&mut conn, uuid, expected_version, status, self.keys()).await
+        update_one(
+            &mut conn,
+            uuid,
+            expected_version,
+            status,
+            self.keys(),
+            &self.tokens,
+        )
+        .await
     }
 
     async fn update_statuses(
@@ -598,7 +665,10 @@ impl Store for PgStore {
         if !batch.iter().all(|(u, _, _)| seen.insert(*u)) {
             let mut out = Vec::with_capacity(batch.len());
             for (uuid, expected, status) in batch {
-                out.push(update_one(&mut tx, *uuid, *expected, status, self.keys()).await?);
+                out.push(
+                    update_one(&mut tx, *uuid, *expected, status, self.keys(), &self.tokens)
+                        .await?,
+                );
             }
             tx.commit().await.map_err(db("commit status batch"))?;
             return Ok(out);
@@ -611,7 +681,11 @@ impl Store for PgStore {
             );
             let mut rows = Vec::with_capacity(chunk.len());
             for (uuid, expected, status) in chunk {
-                rows.push((*uuid, *expected, encode_status(*uuid, status, self.keys())?));
+                rows.push((
+                    *uuid,
+                    *expected,
+                    encode_status(*uuid, status, self.keys(), &self.tokens)?,
+                ));
             }
             q.push_values(rows, |mut b, (uuid, expected, e)| {
                 b.push_bind(uuid.as_bytes().to_vec())
@@ -642,6 +716,7 @@ impl Store for PgStore {
     }
 
     async fn delete_node(&self, uuid: Uuid) -> Result<(), StoreError> {
+        self.tokens.forget(uuid);
         let done = sqlx::query("DELETE FROM nodes WHERE uuid = $1")
             .bind(uuid.as_bytes().to_vec())
             .execute(&self.pool)
@@ -662,7 +737,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db("list in-flight nodes"))?;
-        rows.iter().map(|r| decode_row(r, self.keys())).collect()
+        rows.iter().map(|r| decode_row(r, self.opened())).collect()
     }
 
     async fn placements(&self) -> Result<Vec<(Uuid, String)>, StoreError> {

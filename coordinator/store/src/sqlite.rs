@@ -5,10 +5,19 @@
 //! share, has_error, in_flight), the status version, the spec and status as compact
 //! JSON, and the ramdisk agent token in its own column (kept out of the status JSON
 //! so it never rides along when a status is logged or exported).
+//!
+//! Connections: every write goes through ONE connection held outside the pool (its page
+//! cache stays warm, and it costs no liveness pings); reads use a pool. A status batch
+//! that fits one statement is one guarded `UPDATE` (all rows or none) without a
+//! surrounding transaction: one round trip to the connection's thread per commit.
+//! Durability: WAL with `synchronous=NORMAL`, so a committed write survives a crash of
+//! the process; only an OS crash or power loss can lose the last commits (never
+//! corrupting the file).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,10 +25,11 @@ use coordinator_core::{Node, NodeId, NodeSpec, NodeStatus};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{Connection as _, QueryBuilder, Row, Sqlite, SqliteConnection};
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 use uuid::Uuid;
 
-use crate::codec::{decode_node, encode_status, to_i64};
+use crate::codec::{SealedTokens, Secrets, decode_node, encode_status, to_i64};
 use crate::secrets::{KEY_CHECK_AAD, KEY_CHECK_PLAIN, SEALED_PREFIX};
 use crate::{NodeFilter, SecretKeys, Store, StoreError, encode_spec, sqlite_path};
 
@@ -63,6 +73,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
+/// `mmap_size`: the database file is mapped (read-only) up to this size.
+const MMAP_BYTES: &str = "268435456";
+
 /// Rows per multi-row statement: 8 parameters each stays far below SQLite's
 /// 32,766-parameter limit while amortising the per-statement cost.
 const BATCH_ROWS: usize = 500;
@@ -70,13 +83,79 @@ const BATCH_ROWS: usize = 500;
 /// SQLite store in `data_dir/coordinator.sqlite`.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Reads.
     pool: sqlx::SqlitePool,
+    /// Writes: one connection (see [`SqliteStore::open_with`]).
+    writer: Arc<Writer>,
     /// Seal and open secrets at rest; `None` stores them as given (see [`SqliteStore::open`]).
     keys: Option<Arc<SecretKeys>>,
+    tokens: Arc<SealedTokens>,
 }
 
 fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Database { op, source }
+}
+
+/// The one connection every write goes through, held outside any pool: a pooled query
+/// costs two extra round trips to the connection's thread (a liveness ping when taken
+/// and another when given back), and the write path runs several times per deploy.
+struct Writer {
+    opts: SqliteConnectOptions,
+    conn: Mutex<Option<SqliteConnection>>,
+    /// The connection's thread died: the next write opens a new connection.
+    broken: AtomicBool,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    async fn open(opts: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let conn = SqliteConnection::connect_with(&opts)
+            .await
+            .map_err(db("open database"))?;
+        Ok(Self {
+            opts,
+            conn: Mutex::new(Some(conn)),
+            broken: AtomicBool::new(false),
+        })
+    }
+
+    /// The write connection, exclusively: writers queue here.
+    async fn lock(&self) -> Result<MappedMutexGuard<'_, SqliteConnection>, StoreError> {
+        let mut conn = self.conn.lock().await;
+        if self.broken.swap(false, Ordering::Relaxed) {
+            *conn = None;
+        }
+        if conn.is_none() {
+            *conn = Some(
+                SqliteConnection::connect_with(&self.opts)
+                    .await
+                    .map_err(db("reopen the write connection"))?,
+            );
+        }
+        MutexGuard::try_map(conn, Option::as_mut).map_err(|_| StoreError::Database {
+            op: "open the write connection",
+            source: sqlx::Error::WorkerCrashed,
+        })
+    }
+
+    /// Passes an error on, noting a dead connection.
+    fn seen(&self, e: sqlx::Error) -> sqlx::Error {
+        if matches!(e, sqlx::Error::WorkerCrashed) {
+            self.broken.store(true, Ordering::Relaxed);
+        }
+        e
+    }
+
+    async fn close(&self) {
+        if let Some(conn) = self.conn.lock().await.take() {
+            let _ = conn.close().await;
+        }
+    }
 }
 
 impl SqliteStore {
@@ -104,15 +183,31 @@ impl SqliteStore {
             // power loss can drop the last few transactions.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .pragma("cache_size", "-16384"); // 16 MiB page cache per connection
+            .pragma("cache_size", "-16384") // 16 MiB page cache per connection
+            // Pages of the database file are read in place instead of being copied
+            // into each connection's cache (which a commit by another connection
+            // empties): address space only, not memory.
+            .pragma("mmap_size", MMAP_BYTES)
+            // A listing of thousands of rows does not stall the connection's thread
+            // every 50 rows until the async side has caught up.
+            .row_buffer_size(1024);
+        // Every write goes through ONE connection: SQLite has one writer anyway, and a
+        // commit empties the page cache of every OTHER connection, so a writer that
+        // is always the same connection keeps its cache warm (no re-reading of the
+        // B-tree for each write). Writers queue on its mutex, not on SQLite's lock.
+        let writer = Writer::open(opts.clone()).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A local file does not hang up: no liveness ping before each query.
+            .test_before_acquire(false)
             .connect_with(opts)
             .await
             .map_err(db("open database"))?;
         let store = Self {
             pool,
+            writer: Arc::new(writer),
             keys: keys.map(Arc::new),
+            tokens: Arc::default(),
         };
         store.migrate().await?;
         store.check_keys().await?;
@@ -134,10 +229,13 @@ impl SqliteStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
+        let mut w = self.writer.lock().await?;
         sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await
+            .map_err(|e| self.writer.seen(e))
             .map_err(db("create schema_version"))?;
+        drop(w);
         let current = self.stored_schema_version().await?;
         let latest = Self::schema_version();
         if current > latest {
@@ -153,10 +251,11 @@ impl SqliteStore {
                 version: *version,
                 detail: e.to_string(),
             };
-            let mut tx = self
-                .pool
+            let mut w = self.writer.lock().await?;
+            let mut tx = w
                 .begin_with("BEGIN IMMEDIATE")
                 .await
+                .map_err(|e| self.writer.seen(e))
                 .map_err(fail)?;
             // Another process may have migrated between our read and BEGIN IMMEDIATE.
             let again: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
@@ -226,11 +325,14 @@ impl SqliteStore {
             }
         }
         if !rows.iter().any(|(id, _)| id == keys.current_id()) {
+            let check = keys.seal(KEY_CHECK_AAD, KEY_CHECK_PLAIN)?;
+            let mut w = self.writer.lock().await?;
             sqlx::query("INSERT OR IGNORE INTO secret_keys (id, key_check) VALUES (?, ?)")
                 .bind(keys.current_id())
-                .bind(keys.seal(KEY_CHECK_AAD, KEY_CHECK_PLAIN)?)
-                .execute(&self.pool)
+                .bind(check)
+                .execute(&mut *w)
                 .await
+                .map_err(|e| self.writer.seen(e))
                 .map_err(db("record secret key check"))?;
         }
         Ok(())
@@ -238,6 +340,98 @@ impl SqliteStore {
 
     fn keys(&self) -> Option<&SecretKeys> {
         self.keys.as_deref()
+    }
+
+    fn opened(&self) -> Secrets<'_> {
+        Secrets::Open(self.keys())
+    }
+
+    /// One page of nodes, full or as views.
+    async fn list(
+        &self,
+        filter: &NodeFilter,
+        limit: u32,
+        marker: Option<Uuid>,
+        secrets: Secrets<'_>,
+    ) -> Result<Vec<Node>, StoreError> {
+        let columns = match secrets {
+            Secrets::Open(_) => NODE_COLUMNS,
+            Secrets::Mask => VIEW_COLUMNS,
+        };
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {columns} FROM nodes WHERE 1=1"));
+        if let Some(m) = marker {
+            q.push(" AND uuid > ").push_bind(m.as_bytes().to_vec());
+        }
+        if let Some(s) = filter.provision_state {
+            q.push(" AND provision_state = ").push_bind(s.as_str());
+        }
+        if let Some(s) = &filter.share {
+            q.push(" AND share = ").push_bind(s.clone());
+        }
+        if let Some(p) = &filter.name_prefix {
+            // substr() instead of LIKE: no wildcard escaping, byte-exact.
+            q.push(" AND substr(name, 1, ")
+                .push_bind(i64::try_from(p.chars().count()).unwrap_or(i64::MAX))
+                .push(") = ")
+                .push_bind(p.clone());
+        }
+        if filter.with_last_error {
+            q.push(" AND has_error = 1");
+        }
+        q.push(" ORDER BY uuid LIMIT ").push_bind(i64::from(limit));
+        let rows = q
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("list nodes"))?;
+        rows.iter().map(|r| decode_row(r, secrets)).collect()
+    }
+
+    /// One multi-row `UPDATE ... FROM` for `chunk` (distinct nodes), each row applied only
+    /// at its expected version. With `all_or_none` the statement also checks, in the same
+    /// snapshot, that EVERY row is at its expected version, and otherwise changes nothing:
+    /// then it needs no surrounding transaction.
+    fn status_update(
+        &self,
+        chunk: &[(Uuid, u64, NodeStatus)],
+        all_or_none: bool,
+    ) -> Result<QueryBuilder<Sqlite>, StoreError> {
+        let mut rows = Vec::with_capacity(chunk.len());
+        for (uuid, expected, status) in chunk {
+            rows.push((
+                *uuid,
+                *expected,
+                encode_status(*uuid, status, self.keys(), &self.tokens)?,
+            ));
+        }
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "WITH v(uuid, expected, status, state, share, has_error, in_flight, token) AS (",
+        );
+        q.push_values(rows, |mut b, (uuid, expected, e)| {
+            b.push_bind(uuid.as_bytes().to_vec())
+                .push_bind(to_i64(expected))
+                .push_bind(e.json)
+                .push_bind(e.state)
+                .push_bind(e.share)
+                .push_bind(e.has_error)
+                .push_bind(e.in_flight)
+                .push_bind(e.token);
+        });
+        q.push(
+            ") UPDATE nodes SET status = v.status, provision_state = v.state, share = v.share, \
+             has_error = v.has_error, in_flight = v.in_flight, agent_token = v.token, \
+             version = v.expected + 1 FROM v \
+             WHERE nodes.uuid = v.uuid AND nodes.version = v.expected",
+        );
+        if all_or_none {
+            q.push(
+                " AND (SELECT COUNT(*) FROM nodes AS n JOIN v AS w \
+                 ON n.uuid = w.uuid AND n.version = w.expected) = ",
+            )
+            .push_bind(i64::try_from(chunk.len()).unwrap_or(i64::MAX));
+        }
+        Ok(q)
     }
 
     /// Why a batch did not apply: the first entry whose stored version differs.
@@ -286,20 +480,32 @@ impl SqliteStore {
     /// Closes the pool, checkpointing the WAL.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 
 const NODE_COLUMNS: &str = "uuid, version, spec, status, agent_token";
 
-fn decode_row(row: &SqliteRow, keys: Option<&SecretKeys>) -> Result<Node, StoreError> {
+/// A view never reads the token column.
+const VIEW_COLUMNS: &str = "uuid, version, spec, status";
+
+/// Decodes a row of [`NODE_COLUMNS`] (or [`VIEW_COLUMNS`] with [`Secrets::Mask`]),
+/// borrowing the text from the row instead of copying it.
+fn decode_row(row: &SqliteRow, secrets: Secrets<'_>) -> Result<Node, StoreError> {
+    let token = match secrets {
+        Secrets::Open(_) => row
+            .try_get::<Option<&str>, _>("agent_token")
+            .map_err(db("read token"))?,
+        Secrets::Mask => None,
+    };
     decode_node(
-        row.try_get("uuid").map_err(db("read uuid"))?,
+        row.try_get::<&[u8], _>("uuid").map_err(db("read uuid"))?,
         row.try_get("version").map_err(db("read version"))?,
-        &row.try_get::<String, _>("spec").map_err(db("read spec"))?,
-        &row.try_get::<String, _>("status")
+        row.try_get::<&str, _>("spec").map_err(db("read spec"))?,
+        row.try_get::<&str, _>("status")
             .map_err(db("read status"))?,
-        row.try_get("agent_token").map_err(db("read token"))?,
-        keys,
+        token,
+        secrets,
     )
 }
 
@@ -328,8 +534,9 @@ async fn update_one(
     expected: u64,
     status: &NodeStatus,
     keys: Option<&SecretKeys>,
+    tokens: &SealedTokens,
 ) -> Result<u64, StoreError> {
-    let e = encode_status(uuid, status, keys)?;
+    let e = encode_status(uuid, status, keys, tokens)?;
     let new_version = expected + 1;
     let done = sqlx::query(
         "UPDATE nodes SET status = ?, provision_state = ?, share = ?, has_error = ?, \
@@ -372,7 +579,8 @@ async fn update_one(
 impl Store for SqliteStore {
     async fn create_node(&self, node: &Node) -> Result<(), StoreError> {
         let spec = encode_spec(&node.spec, self.keys())?;
-        let e = encode_status(node.spec.uuid, &node.status, self.keys())?;
+        let e = encode_status(node.spec.uuid, &node.status, self.keys(), &self.tokens)?;
+        let mut w = self.writer.lock().await?;
         sqlx::query(
             "INSERT INTO nodes (uuid, name, provision_state, share, has_error, in_flight, \
              version, spec, status, agent_token) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
@@ -386,8 +594,9 @@ impl Store for SqliteStore {
         .bind(spec)
         .bind(e.json)
         .bind(e.token)
-        .execute(&self.pool)
+        .execute(&mut *w)
         .await
+        .map_err(|e| self.writer.seen(e))
         .map_err(unique_or("create node", &node.spec))?;
         Ok(())
     }
@@ -396,10 +605,11 @@ impl Store for SqliteStore {
         let Some(first) = nodes.first() else {
             return Ok(());
         };
-        let mut tx = self
-            .pool
+        let mut w = self.writer.lock().await?;
+        let mut tx = w
             .begin_with("BEGIN IMMEDIATE")
             .await
+            .map_err(|e| self.writer.seen(e))
             .map_err(db("begin node batch"))?;
         for chunk in nodes.chunks(BATCH_ROWS) {
             let mut rows = Vec::with_capacity(chunk.len());
@@ -408,7 +618,7 @@ impl Store for SqliteStore {
                     n.spec.uuid,
                     n.spec.name.clone(),
                     encode_spec(&n.spec, self.keys())?,
-                    encode_status(n.spec.uuid, &n.status, self.keys())?,
+                    encode_status(n.spec.uuid, &n.status, self.keys(), &self.tokens)?,
                 ));
             }
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
@@ -427,21 +637,26 @@ impl Store for SqliteStore {
                     .push_bind(e.json)
                     .push_bind(e.token);
             });
-            q.build().execute(&mut *tx).await.map_err(|e| match &e {
-                sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict {
-                    what: format!(
-                        "a node of this batch (starting with {}): {}",
-                        first.spec.uuid,
-                        d.message()
-                    ),
-                },
-                _ => StoreError::Database {
-                    op: "create node batch",
-                    source: e,
-                },
-            })?;
+            let done = q.build().execute(&mut *tx).await;
+            done.map_err(|e| self.writer.seen(e))
+                .map_err(|e| match &e {
+                    sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict {
+                        what: format!(
+                            "a node of this batch (starting with {}): {}",
+                            first.spec.uuid,
+                            d.message()
+                        ),
+                    },
+                    _ => StoreError::Database {
+                        op: "create node batch",
+                        source: e,
+                    },
+                })?;
         }
-        tx.commit().await.map_err(db("commit node batch"))?;
+        tx.commit()
+            .await
+            .map_err(|e| self.writer.seen(e))
+            .map_err(db("commit node batch"))?;
         Ok(())
     }
 
@@ -465,7 +680,31 @@ impl Store for SqliteStore {
             }
         }
         .map_err(db("get node"))?;
-        row.as_ref().map(|r| decode_row(r, self.keys())).transpose()
+        row.as_ref()
+            .map(|r| decode_row(r, self.opened()))
+            .transpose()
+    }
+
+    async fn get_nodes(&self, uuids: &[Uuid]) -> Result<Vec<Node>, StoreError> {
+        let mut out = Vec::with_capacity(uuids.len());
+        for chunk in uuids.chunks(BATCH_ROWS) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new(format!("SELECT {NODE_COLUMNS} FROM nodes WHERE uuid IN ("));
+            let mut ids = q.separated(", ");
+            for u in chunk {
+                ids.push_bind(u.as_bytes().to_vec());
+            }
+            q.push(")");
+            let rows = q
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("get nodes"))?;
+            for r in &rows {
+                out.push(decode_row(r, self.opened())?);
+            }
+        }
+        Ok(out)
     }
 
     async fn list_nodes(
@@ -474,34 +713,16 @@ impl Store for SqliteStore {
         limit: u32,
         marker: Option<Uuid>,
     ) -> Result<Vec<Node>, StoreError> {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("SELECT {NODE_COLUMNS} FROM nodes WHERE 1=1"));
-        if let Some(m) = marker {
-            q.push(" AND uuid > ").push_bind(m.as_bytes().to_vec());
-        }
-        if let Some(s) = filter.provision_state {
-            q.push(" AND provision_state = ").push_bind(s.as_str());
-        }
-        if let Some(s) = &filter.share {
-            q.push(" AND share = ").push_bind(s.clone());
-        }
-        if let Some(p) = &filter.name_prefix {
-            // substr() instead of LIKE: no wildcard escaping, byte-exact.
-            q.push(" AND substr(name, 1, ")
-                .push_bind(i64::try_from(p.chars().count()).unwrap_or(i64::MAX))
-                .push(") = ")
-                .push_bind(p.clone());
-        }
-        if filter.with_last_error {
-            q.push(" AND has_error = 1");
-        }
-        q.push(" ORDER BY uuid LIMIT ").push_bind(i64::from(limit));
-        let rows = q
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("list nodes"))?;
-        rows.iter().map(|r| decode_row(r, self.keys())).collect()
+        self.list(filter, limit, marker, self.opened()).await
+    }
+
+    async fn list_node_views(
+        &self,
+        filter: &NodeFilter,
+        limit: u32,
+        marker: Option<Uuid>,
+    ) -> Result<Vec<Node>, StoreError> {
+        self.list(filter, limit, marker, Secrets::Mask).await
     }
 
     async fn update_spec(&self, uuid: Uuid, spec: &NodeSpec) -> Result<(), StoreError> {
@@ -511,12 +732,14 @@ impl Store for SqliteStore {
             });
         }
         let text = encode_spec(spec, self.keys())?;
+        let mut w = self.writer.lock().await?;
         let done = sqlx::query("UPDATE nodes SET spec = ?, name = ? WHERE uuid = ?")
             .bind(text)
             .bind(spec.name.clone())
             .bind(uuid.as_bytes().to_vec())
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await
+            .map_err(|e| self.writer.seen(e))
             .map_err(unique_or("update spec", spec))?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound {
@@ -532,8 +755,24 @@ impl Store for SqliteStore {
         expected_version: u64,
         status: &NodeStatus,
     ) -> Result<u64, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(db("update status"))?;
-        update_one(&mut conn, uuid, expected_version, status, self.keys()).await
+        let mut w = self.writer.lock().await?;
+        let r = update_one(
+            &mut w,
+            uuid,
+            expected_version,
+            status,
+            self.keys(),
+            &self.tokens,
+        )
+        .await;
+        if let Err(StoreError::Database {
+            source: sqlx::Error::WorkerCrashed,
+            ..
+        }) = &r
+        {
+            self.writer.broken.store(true, Ordering::Relaxed);
+        }
+        r
     }
 
     async fn update_statuses(
@@ -546,67 +785,85 @@ impl Store for SqliteStore {
             [(u, v, s)] => return Ok(vec![self.update_status(*u, *v, s).await?]),
             _ => {}
         }
+        let versions = || batch.iter().map(|(_, v, _)| v + 1).collect();
+        let mut seen = HashSet::with_capacity(batch.len());
+        let distinct = batch.iter().all(|(u, _, _)| seen.insert(*u));
+        if distinct && batch.len() <= BATCH_ROWS {
+            // The engine's usual batch: ONE guarded statement, atomic on its own, so one
+            // round trip to the SQLite thread instead of three (BEGIN, UPDATE, COMMIT).
+            let mut q = self.status_update(batch, true)?;
+            let mut w = self.writer.lock().await?;
+            let done = q
+                .build()
+                .execute(&mut *w)
+                .await
+                .map_err(|e| self.writer.seen(e))
+                .map_err(db("update status batch"))?;
+            drop(w);
+            if done.rows_affected() == batch.len() as u64 {
+                return Ok(versions());
+            }
+            // The guard makes it all rows or none: nothing was written.
+            return Err(self.diagnose(batch).await);
+        }
         // IMMEDIATE: take the write lock up front so concurrent writers queue on the
         // busy timeout instead of failing a read->write upgrade.
-        let mut tx = self
-            .pool
+        let mut w = self.writer.lock().await?;
+        let mut tx = w
             .begin_with("BEGIN IMMEDIATE")
             .await
+            .map_err(|e| self.writer.seen(e))
             .map_err(db("begin status batch"))?;
-        let mut seen = HashSet::with_capacity(batch.len());
-        if !batch.iter().all(|(u, _, _)| seen.insert(*u)) {
+        if !distinct {
             // The same node twice: apply in order, one statement each.
             let mut out = Vec::with_capacity(batch.len());
             for (uuid, expected, status) in batch {
                 // On error `tx` is dropped un-committed: the whole batch rolls back.
-                out.push(update_one(&mut tx, *uuid, *expected, status, self.keys()).await?);
+                out.push(
+                    update_one(&mut tx, *uuid, *expected, status, self.keys(), &self.tokens)
+                        .await?,
+                );
             }
-            tx.commit().await.map_err(db("commit status batch"))?;
+            tx.commit()
+                .await
+                .map_err(|e| self.writer.seen(e))
+                .map_err(db("commit status batch"))?;
             return Ok(out);
         }
-        // Group commit: one multi-row UPDATE ... FROM (VALUES ...) per chunk, one
-        // transaction for all. This is ~100x fewer round trips to the SQLite thread
-        // than a statement per node.
+        // Group commit: one multi-row UPDATE per chunk, one transaction for all. This is
+        // ~100x fewer round trips to the SQLite thread than a statement per node.
         for chunk in batch.chunks(BATCH_ROWS) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "UPDATE nodes SET status = v.column3, provision_state = v.column4, \
-                 share = v.column5, has_error = v.column6, in_flight = v.column7, \
-                 agent_token = v.column8, version = v.column2 + 1 FROM (",
-            );
-            let mut rows = Vec::with_capacity(chunk.len());
-            for (uuid, expected, status) in chunk {
-                rows.push((*uuid, *expected, encode_status(*uuid, status, self.keys())?));
-            }
-            q.push_values(rows, |mut b, (uuid, expected, e)| {
-                b.push_bind(uuid.as_bytes().to_vec())
-                    .push_bind(to_i64(expected))
-                    .push_bind(e.json)
-                    .push_bind(e.state)
-                    .push_bind(e.share)
-                    .push_bind(e.has_error)
-                    .push_bind(e.in_flight)
-                    .push_bind(e.token);
-            });
-            q.push(") AS v WHERE nodes.uuid = v.column1 AND nodes.version = v.column2");
-            let done = q
+            let done = self
+                .status_update(chunk, false)?
                 .build()
                 .execute(&mut *tx)
                 .await
+                .map_err(|e| self.writer.seen(e))
                 .map_err(db("update status batch"))?;
             if done.rows_affected() != chunk.len() as u64 {
-                tx.rollback().await.map_err(db("roll back status batch"))?;
+                tx.rollback()
+                    .await
+                    .map_err(|e| self.writer.seen(e))
+                    .map_err(db("roll back status batch"))?;
+                drop(w);
                 return Err(self.diagnose(chunk).await);
             }
         }
-        tx.commit().await.map_err(db("commit status batch"))?;
-        Ok(batch.iter().map(|(_, v, _)| v + 1).collect())
+        tx.commit()
+            .await
+            .map_err(|e| self.writer.seen(e))
+            .map_err(db("commit status batch"))?;
+        Ok(versions())
     }
 
     async fn delete_node(&self, uuid: Uuid) -> Result<(), StoreError> {
+        self.tokens.forget(uuid);
+        let mut w = self.writer.lock().await?;
         let done = sqlx::query("DELETE FROM nodes WHERE uuid = ?")
             .bind(uuid.as_bytes().to_vec())
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await
+            .map_err(|e| self.writer.seen(e))
             .map_err(db("delete node"))?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound {
@@ -623,7 +880,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db("list in-flight nodes"))?;
-        rows.iter().map(|r| decode_row(r, self.keys())).collect()
+        rows.iter().map(|r| decode_row(r, self.opened())).collect()
     }
 
     async fn placements(&self) -> Result<Vec<(Uuid, String)>, StoreError> {
@@ -645,14 +902,16 @@ impl Store for SqliteStore {
     }
 
     async fn set_agent_drained(&self, agent_id: &str, drained: bool) -> Result<(), StoreError> {
+        let mut w = self.writer.lock().await?;
         sqlx::query(
             "INSERT INTO agents (id, drained) VALUES (?, ?) \
              ON CONFLICT (id) DO UPDATE SET drained = excluded.drained",
         )
         .bind(agent_id.to_string())
         .bind(drained)
-        .execute(&self.pool)
+        .execute(&mut *w)
         .await
+        .map_err(|e| self.writer.seen(e))
         .map_err(db("set agent drained"))?;
         Ok(())
     }
