@@ -34,10 +34,6 @@ fn btree(m: HashMap<String, String>) -> BTreeMap<String, String> {
     m.into_iter().collect()
 }
 
-fn hash(m: &BTreeMap<String, String>) -> HashMap<String, String> {
-    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
 /// Parses a uuid given in a request field, naming the field on failure.
 pub fn parse_uuid(field: &str, s: &str) -> Result<Uuid, ServerError> {
     Uuid::parse_str(s)
@@ -114,37 +110,10 @@ fn merge(map: &mut BTreeMap<String, String>, set: HashMap<String, String>, remov
 
 /// A node as every read shows it: secrets masked.
 pub fn node_to_proto(n: &Node, queue_position: u64) -> pb::Node {
-    let st = &n.status;
-    pb::Node {
-        uuid: n.spec.uuid.to_string(),
-        name: n.spec.name.clone().unwrap_or_default(),
-        driver: n.spec.driver.clone(),
-        driver_info: hash(&core::mask(&n.spec.driver_info)),
-        instance_info: hash(&core::mask(&n.spec.instance_info)),
-        properties: hash(&n.spec.properties),
-        macs: n.spec.macs.clone(),
-        share_selector: hash(&n.spec.share_selector),
-        provision_state: st.provision_state.as_str().to_owned(),
-        target_provision_state: st
-            .target_provision_state
-            .map(|s| s.as_str().to_owned())
-            .unwrap_or_default(),
-        last_error: st.last_error.clone().unwrap_or_default(),
-        power_state: st
-            .power_state
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_default(),
-        share: st.share.clone().unwrap_or_default(),
-        progress: st.progress.clone(),
-        queue_position,
-        created_at_ms: st.created_at_ms,
-        updated_at_ms: st.updated_at_ms,
-        provision_updated_at_ms: st.provision_updated_at_ms,
-        maintenance: n.spec.maintenance,
-    }
+    node_into_proto(n.clone(), queue_position)
 }
 
-/// [`node_to_proto`] for a node the caller no longer needs: the same masked view, built by
+/// [`node_to_proto`] for a node the caller no longer needs: the masked view, built by
 /// moving the strings instead of copying them (ListNodes converts thousands per call).
 pub fn node_into_proto(n: Node, queue_position: u64) -> pb::Node {
     fn masked(m: BTreeMap<String, String>) -> HashMap<String, String> {
