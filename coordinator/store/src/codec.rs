@@ -207,3 +207,25 @@ pub(crate) fn state_counts(rows: Vec<(String, i64)>) -> BTreeMap<String, u64> {
         .map(|(s, n)| (s, u64::try_from(n).unwrap_or(0)))
         .collect()
 }
+
+/// A database error for `op`.
+pub(crate) fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Database { op, source }
+}
+
+/// The error of a batch insert: a UNIQUE violation is a `Conflict` naming the batch by its
+/// first node (the database does not say which row collided).
+pub(crate) fn create_batch_error(first: Uuid, e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict {
+            what: format!(
+                "a node of this batch (starting with {first}): {}",
+                d.message()
+            ),
+        },
+        _ => StoreError::Database {
+            op: "create node batch",
+            source: e,
+        },
+    }
+}

@@ -15,7 +15,9 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection as _, PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use crate::codec::{SealedTokens, Secrets, decode_node, encode_status, to_i64};
+use crate::codec::{
+    SealedTokens, Secrets, create_batch_error, db, decode_node, encode_status, to_i64,
+};
 use crate::secrets::{KEY_CHECK_AAD, KEY_CHECK_PLAIN, SEALED_PREFIX};
 use crate::{NodeFilter, SecretKeys, Store, StoreError, encode_spec};
 
@@ -79,10 +81,6 @@ pub struct PgStore {
     tokens: Arc<SealedTokens>,
     /// Kept for the leader lease's dedicated connection (never logged: it may hold a password).
     url: Arc<str>,
-}
-
-fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |source| StoreError::Database { op, source }
 }
 
 impl PgStore {
@@ -535,19 +533,10 @@ impl Store for PgStore {
                     .push_bind(e.json)
                     .push_bind(e.token);
             });
-            q.build().execute(&mut *tx).await.map_err(|e| match &e {
-                sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict {
-                    what: format!(
-                        "a node of this batch (starting with {}): {}",
-                        first.spec.uuid,
-                        d.message()
-                    ),
-                },
-                _ => StoreError::Database {
-                    op: "create node batch",
-                    source: e,
-                },
-            })?;
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| create_batch_error(first.spec.uuid, e))?;
         }
         tx.commit().await.map_err(db("commit node batch"))?;
         Ok(())

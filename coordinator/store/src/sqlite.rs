@@ -29,7 +29,9 @@ use sqlx::{Connection as _, QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 use uuid::Uuid;
 
-use crate::codec::{SealedTokens, Secrets, decode_node, encode_status, to_i64};
+use crate::codec::{
+    SealedTokens, Secrets, create_batch_error, db, decode_node, encode_status, to_i64,
+};
 use crate::secrets::{KEY_CHECK_AAD, KEY_CHECK_PLAIN, SEALED_PREFIX};
 use crate::{NodeFilter, SecretKeys, Store, StoreError, encode_spec, sqlite_path};
 
@@ -90,10 +92,6 @@ pub struct SqliteStore {
     /// Seal and open secrets at rest; `None` stores them as given (see [`SqliteStore::open`]).
     keys: Option<Arc<SecretKeys>>,
     tokens: Arc<SealedTokens>,
-}
-
-fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |source| StoreError::Database { op, source }
 }
 
 /// The one connection every write goes through, held outside any pool: a pooled query
@@ -639,19 +637,7 @@ impl Store for SqliteStore {
             });
             let done = q.build().execute(&mut *tx).await;
             done.map_err(|e| self.writer.seen(e))
-                .map_err(|e| match &e {
-                    sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict {
-                        what: format!(
-                            "a node of this batch (starting with {}): {}",
-                            first.spec.uuid,
-                            d.message()
-                        ),
-                    },
-                    _ => StoreError::Database {
-                        op: "create node batch",
-                        source: e,
-                    },
-                })?;
+                .map_err(|e| create_batch_error(first.spec.uuid, e))?;
         }
         tx.commit()
             .await
