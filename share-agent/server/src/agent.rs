@@ -377,6 +377,7 @@ impl JobCtx {
             HeldUntil(Instant),
         }
         let now = Instant::now();
+        let mut u = Some(u);
         let gate = {
             let mut g = self.progress.lock().unwrap_or_else(|e| e.into_inner());
             let due = g.last_sent.map_or(now, |t| t + PROGRESS_EVERY);
@@ -385,7 +386,7 @@ impl JobCtx {
                 g.held = None;
                 Gate::SendNow
             } else {
-                g.held = Some(u.clone());
+                g.held = u.take();
                 if std::mem::replace(&mut g.armed, true) {
                     Gate::Held
                 } else {
@@ -394,7 +395,11 @@ impl JobCtx {
             }
         };
         match gate {
-            Gate::SendNow => self.agent.sink.send(u).await,
+            Gate::SendNow => {
+                if let Some(u) = u {
+                    self.agent.sink.send(u).await;
+                }
+            }
             Gate::Held => {}
             Gate::HeldUntil(due) => {
                 let gate = self.progress.clone();
