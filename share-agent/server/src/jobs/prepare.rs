@@ -205,24 +205,31 @@ pub async fn write_param_image(
     let needed = image.allocated_bytes();
     ctx.ensure_space("writing the parameter image", &path, needed)
         .await?;
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(|e| ctx.io_err("creating the node directory", &dir, e))?;
-    let old_alloc = tokio::fs::metadata(&path).await.map(|m| {
+    // Directory, old size and the write in one trip to the blocking pool, not three.
+    enum Step {
+        Dir(std::io::Error),
+        Write(boot_media::MediaError),
+    }
+    let (d2, p2) = (dir.clone(), path.clone());
+    let done = tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::MetadataExt;
-        m.blocks() * 512
-    });
-    let p2 = path.clone();
-    let stats = tokio::task::spawn_blocking(move || boot_media::write_atomic_sparse(&p2, &image))
-        .await
-        .map_err(|e| {
-            ctx.io_err(
-                "writing the parameter image",
-                &path,
-                std::io::Error::other(e.to_string()),
-            )
-        })?
-        .map_err(|e| ctx.media_err("writing the parameter image", e))?;
+        std::fs::create_dir_all(&d2).map_err(Step::Dir)?;
+        let old_alloc = std::fs::metadata(&p2).map(|m| m.blocks() * 512);
+        let stats = boot_media::write_atomic_sparse(&p2, &image).map_err(Step::Write)?;
+        Ok::<_, Step>((old_alloc, stats))
+    })
+    .await
+    .map_err(|e| {
+        ctx.io_err(
+            "writing the parameter image",
+            &path,
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    let (old_alloc, stats) = done.map_err(|e| match e {
+        Step::Dir(e) => ctx.io_err("creating the node directory", &dir, e),
+        Step::Write(e) => ctx.media_err("writing the parameter image", e),
+    })?;
     if let Ok(old) = old_alloc {
         agent.sub_allocated(old);
     }
