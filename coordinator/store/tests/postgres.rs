@@ -3,161 +3,23 @@
 //! Skips only when PostgreSQL is not installed AND `CI` is unset.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use coordinator_store::{PgStore, conformance};
-
-/// Directory holding initdb/pg_ctl: `$PG_BIN`, else Debian's versioned dir, else PATH.
-fn pg_bin() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("PG_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .flatten()
-        .map(|e| e.path().join("bin"))
-        .filter(|p| p.join("initdb").is_file())
-        .collect();
-    versions.sort();
-    versions.pop()
-}
-
-fn is_root() -> bool {
-    // The effective uid from /proc (no libc dependency for one call).
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// Runs a PostgreSQL tool, as the `postgres` user when we are root (initdb and
-/// the server refuse to run as root).
-fn run(bin: &Path, tool: &str, args: &[&str]) -> std::process::Output {
-    let exe = bin.join(tool);
-    let mut cmd = if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(&exe);
-        c
-    } else {
-        Command::new(&exe)
-    };
-    cmd.args(args).output().unwrap()
-}
-
-struct Cluster {
-    bin: PathBuf,
-    data: PathBuf,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start(bin: PathBuf) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        if is_root() {
-            let st = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(st.success());
-        }
-        let data = dir.path().join("data");
-        let out = run(
-            &bin,
-            "initdb",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // A free loopback port; retry in case another test grabs it first.
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let opts = format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
-                dir.path().display()
-            );
-            let log = dir.path().join("log");
-            let out = run(
-                &bin,
-                "pg_ctl",
-                &[
-                    "-D",
-                    data.to_str().unwrap(),
-                    "-o",
-                    &opts,
-                    "-l",
-                    log.to_str().unwrap(),
-                    "-w",
-                    "start",
-                ],
-            );
-            if out.status.success() {
-                return Cluster {
-                    bin,
-                    data,
-                    port,
-                    _dir: dir,
-                };
-            }
-        }
-        panic!("could not start PostgreSQL");
-    }
-
-    fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = run(
-            &self.bin,
-            "pg_ctl",
-            &[
-                "-D",
-                self.data.to_str().unwrap_or(""),
-                "-m",
-                "immediate",
-                "stop",
-            ],
-        );
-    }
-}
+use vmedia::fleet::Postgres;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite() {
-    let Some(bin) = pg_bin() else {
+    if Postgres::bin_dir().is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
             "PostgreSQL is required in CI (install the postgresql package)"
         );
         eprintln!("skipping: PostgreSQL not installed");
         return;
-    };
-    let cluster = Cluster::start(bin);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Postgres::start(dir.path()).unwrap();
     let admin = sqlx::PgPool::connect(&cluster.url("postgres"))
         .await
         .unwrap();
@@ -189,7 +51,7 @@ async fn conformance_suite() {
 /// Three replicas campaign on one database: exactly one leads; when its session dies
 /// (as when the process is SIGKILLed: the connection closes) another takes over within
 /// about one poll interval, and the recorded address follows.
-async fn leader_election(cluster: &Cluster, admin: &sqlx::PgPool) {
+async fn leader_election(cluster: &Postgres, admin: &sqlx::PgPool) {
     use std::time::{Duration, Instant};
     sqlx::raw_sql("CREATE DATABASE leader_test")
         .execute(admin)
