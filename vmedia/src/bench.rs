@@ -174,26 +174,9 @@ fn agents_write_bytes(f: &Fleet) -> u64 {
 /// Files under the shares' per-node directories (`nodes/`, what one deploy adds when
 /// the deploy ISO and the instance image are already cached): (files, bytes allocated).
 fn node_files_allocated(f: &Fleet) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt as _;
-    let mut out = (0, 0);
-    for k in 1..=f.spec.shares {
-        let mut stack = vec![fleet::share_dir(&f.spec.work_dir, k).join("nodes")];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let Ok(md) = e.metadata() else { continue };
-                if md.is_dir() {
-                    stack.push(e.path());
-                } else {
-                    out.0 += 1;
-                    out.1 += md.blocks() * 512;
-                }
-            }
-        }
-    }
-    out
+    (1..=f.spec.shares)
+        .map(|k| fleet::dir_usage(&fleet::share_dir(&f.spec.work_dir, k).join("nodes")))
+        .fold((0, 0), |(n, a), u| (n + u.files, a + u.allocated))
 }
 
 fn share_allocated(f: &Fleet) -> u64 {

@@ -899,7 +899,8 @@ pub struct ShareUsage {
     pub allocated: u64,
 }
 
-fn dir_usage(dir: &Path) -> ShareUsage {
+/// Walks `dir` (missing or unreadable parts count as empty).
+pub fn dir_usage(dir: &Path) -> ShareUsage {
     use std::os::unix::fs::MetadataExt as _;
     let mut u = ShareUsage::default();
     let mut stack = vec![dir.to_path_buf()];
