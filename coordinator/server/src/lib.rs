@@ -6,8 +6,10 @@
 //! - `config.rs`: the one documented [`Config`] struct (clap + TOML + env, human durations).
 //! - `error.rs`: [`ServerError`] and its ONE mapping to `tonic::Status`.
 //! - `convert.rs`: the only module that sees both wire (prost) and domain types.
-//! - `engine.rs`: the single task that owns in-flight nodes, agents, the admission queue and
-//!   the placement index; batches store writes (group commit); persists before acting.
+//! - `engine/`: the single task that owns in-flight nodes, agents, the admission queue and
+//!   the placement index; batches store writes (group commit); persists before acting. One
+//!   module per concern (queue, nodes, agents, admission, ramdisk relay, commit); the loop
+//!   in `engine/mod.rs` is a dispatch table.
 //! - `api.rs`: `Nodes` and `Shares`; `link.rs`: `AgentLink`.
 //! - `security.rs`: TLS (rustls; agents need a client certificate from the agent CA), API
 //!   tokens and roles, and the follower's redirect: one tower layer in front of everything.

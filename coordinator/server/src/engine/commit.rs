@@ -1,0 +1,230 @@
+//! Commit and side effects: one event at a time through the state machine into a
+//! [`Batch`], then ONE store write for the whole batch, then the jobs, events and replies.
+
+use std::collections::HashSet;
+
+use coordinator_core::{self as core, Action, Event, NodeId};
+use uuid::Uuid;
+use vmedia_proto::v1 as pb;
+
+use super::handle::Reply;
+use super::{Engine, lock, now_ms, queue_position, queue_positions};
+use crate::convert;
+use crate::error::ServerError;
+
+/// Work gathered while applying one batch; performed after the commit.
+#[derive(Default)]
+pub(super) struct Batch {
+    pub(super) dirty: Vec<Uuid>,
+    pub(super) dirty_set: HashSet<Uuid>,
+    pub(super) sends: Vec<(String, pb::CoordinatorMessage)>,
+    pub(super) emits: Vec<Uuid>,
+    pub(super) replies: Vec<PendingReply>,
+    pub(super) admit_needed: bool,
+}
+
+pub(super) enum PendingReply {
+    Node(Uuid, Reply<pb::Node>),
+    Bulk(
+        u64,
+        Vec<pb::BulkFailure>,
+        Reply<pb::BulkSetProvisionStateResponse>,
+    ),
+    Unit(Reply<()>),
+}
+
+impl Batch {
+    pub(super) fn mark(&mut self, uuid: Uuid) {
+        if self.dirty_set.insert(uuid) {
+            self.dirty.push(uuid);
+        }
+    }
+}
+
+impl Engine {
+    /// Applies one event to a cached node; queues the side effects in `b`.
+    pub(super) fn apply(
+        &mut self,
+        b: &mut Batch,
+        uuid: Uuid,
+        event: Event,
+    ) -> Result<(), ServerError> {
+        let now = now_ms();
+        let Some(node) = self.cache.get_mut(&uuid) else {
+            return Err(ServerError::NodeNotFound {
+                node: uuid.to_string(),
+            });
+        };
+        let t = core::step(&node.status, &node.spec, event, now, &self.machine)?;
+        if t.is_noop(&node.status) {
+            return Ok(());
+        }
+        node.status = t.status;
+        let share = node.status.share.clone();
+        b.mark(uuid);
+        self.set_placed(uuid, share.as_deref());
+        for action in t.actions {
+            self.act(b, uuid, action);
+        }
+        Ok(())
+    }
+
+    fn act(&mut self, b: &mut Batch, uuid: Uuid, action: Action) {
+        match action {
+            Action::Enqueue { needs_slot } => {
+                self.placed_in_queue.remove(&uuid);
+                lock(&self.queue).push(uuid, needs_slot);
+                b.admit_needed = true;
+            }
+            Action::SendJob { intent, spec } => {
+                let Some(node) = self.cache.get(&uuid) else {
+                    return;
+                };
+                let Some(share) = node.status.share.clone() else {
+                    tracing::warn!(node = %uuid, job = %intent.job_id, "job intent without a share; kept for resume");
+                    return;
+                };
+                let job =
+                    convert::job_to_proto(uuid, &intent, &spec, core::bmc_target(&node.spec).ok());
+                b.sends.push((
+                    share,
+                    pb::CoordinatorMessage {
+                        msg: Some(pb::coordinator_message::Msg::Job(job)),
+                    },
+                ));
+            }
+            Action::CancelJob { job_id } => {
+                let Some(share) = self.cache.get(&uuid).and_then(|n| n.status.share.clone()) else {
+                    return;
+                };
+                b.sends.push((
+                    share,
+                    pb::CoordinatorMessage {
+                        msg: Some(pb::coordinator_message::Msg::Cancel(pb::CancelJob {
+                            job_id: job_id.to_string(),
+                            node_uuid: uuid.to_string(),
+                        })),
+                    },
+                ));
+            }
+            Action::ReleaseSlot => {
+                let released = self.release_slot(&uuid);
+                let dequeued = lock(&self.queue).remove(&uuid);
+                if released || dequeued {
+                    b.admit_needed = true;
+                }
+            }
+            Action::Emit => b.emits.push(uuid),
+        }
+    }
+
+    /// Commits the batch, then performs its side effects.
+    pub(super) async fn flush(&mut self, mut b: Batch) {
+        if !b.dirty.is_empty() {
+            let rows: Vec<(Uuid, u64, core::NodeStatus)> = b
+                .dirty
+                .iter()
+                .filter_map(|u| self.cache.get(u).map(|n| (*u, n.version, n.status.clone())))
+                .collect();
+            match self.store.update_statuses(&rows).await {
+                Ok(versions) => {
+                    for ((uuid, _, _), v) in rows.iter().zip(versions) {
+                        if let Some(n) = self.cache.get_mut(uuid) {
+                            n.version = v;
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Nothing was written: drop the in-memory changes (reload what the store
+                    // has), fail the callers, and do no side effect.
+                    tracing::error!(error = %e, nodes = rows.len(), "status commit failed; batch discarded");
+                    let text = e.to_string();
+                    for (uuid, _, _) in &rows {
+                        self.evict(uuid);
+                        if let Ok(Some(n)) = self.store.get_node(&NodeId::Uuid(*uuid)).await {
+                            self.set_placed(*uuid, n.status.share.as_deref());
+                            if n.status.in_flight() {
+                                self.insert_cache(n);
+                            }
+                        }
+                    }
+                    for r in b.replies {
+                        let err = |node: String| ServerError::Commit {
+                            node,
+                            detail: text.clone(),
+                        };
+                        match r {
+                            PendingReply::Node(uuid, tx) => {
+                                let _ = tx.send(Err(err(uuid.to_string())));
+                            }
+                            PendingReply::Bulk(_, _, tx) => {
+                                let _ = tx.send(Err(err(format!("{} nodes", rows.len()))));
+                            }
+                            PendingReply::Unit(tx) => {
+                                let _ = tx.send(Err(err("-".to_owned())));
+                            }
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+        for (share, msg) in b.sends.drain(..) {
+            match self.agents.get(&share).and_then(|a| a.session.as_ref()) {
+                Some((_, tx)) => {
+                    if tx.send(Ok(msg)).is_err() {
+                        tracing::debug!(agent = %share, "agent stream gone; job will be re-sent on reconnect");
+                    }
+                }
+                None => {
+                    tracing::debug!(agent = %share, "agent not connected; job will be re-sent on reconnect")
+                }
+            }
+        }
+        if self.events.receiver_count() > 0 && !b.emits.is_empty() {
+            let now = now_ms();
+            let positions = queue_positions(&self.queue, &b.emits);
+            for (uuid, pos) in b.emits.iter().zip(positions) {
+                if let Some(n) = self.cache.get(uuid) {
+                    let _ = self.events.send(convert::node_event(n, pos, now));
+                }
+            }
+        }
+        for r in b.replies {
+            match r {
+                PendingReply::Node(uuid, tx) => {
+                    let result = match self.cache.get(&uuid) {
+                        Some(n) => Ok(convert::node_to_proto(
+                            n,
+                            queue_position(&self.queue, &uuid),
+                        )),
+                        None => self
+                            .store
+                            .get_node(&NodeId::Uuid(uuid))
+                            .await
+                            .map_err(|e| ServerError::store("read node", uuid, e))
+                            .and_then(|n| {
+                                n.ok_or(ServerError::NodeNotFound {
+                                    node: uuid.to_string(),
+                                })
+                            })
+                            .map(|n| convert::node_to_proto(&n, 0)),
+                    };
+                    let _ = tx.send(result);
+                }
+                PendingReply::Bulk(accepted, failures, tx) => {
+                    let _ = tx.send(Ok(pb::BulkSetProvisionStateResponse { accepted, failures }));
+                }
+                PendingReply::Unit(tx) => {
+                    let _ = tx.send(Ok(()));
+                }
+            }
+        }
+        // Nodes at rest leave the cache: memory stays proportional to work under way.
+        for uuid in &b.dirty {
+            if self.cache.get(uuid).is_some_and(|n| !n.status.in_flight()) {
+                self.evict(uuid);
+            }
+        }
+    }
+}

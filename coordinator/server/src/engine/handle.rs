@@ -1,0 +1,132 @@
+//! What the gRPC services send to the engine ([`Cmd`]) and their handle on it
+//! ([`EngineHandle`]).
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tonic::Status;
+use uuid::Uuid;
+use vmedia_proto::v1 as pb;
+
+use coordinator_core::{Node, NodeId, Verb};
+
+use super::queue::SharedQueue;
+use crate::error::ServerError;
+
+/// What the engine sends down an agent's session stream.
+pub type AgentTx = mpsc::UnboundedSender<Result<pb::CoordinatorMessage, Status>>;
+
+pub type Reply<T> = oneshot::Sender<Result<T, ServerError>>;
+
+/// Commands the API and agent sessions send to the engine.
+pub enum Cmd {
+    Verb {
+        node: NodeId,
+        verb: Verb,
+        reply: Reply<pb::Node>,
+    },
+    Bulk {
+        nodes: Vec<NodeId>,
+        verb: Verb,
+        reply: Reply<pb::BulkSetProvisionStateResponse>,
+    },
+    /// The operator changed a node's spec (already stored).
+    SpecChanged {
+        node: Box<Node>,
+    },
+    /// The operator deleted a node (already gone from the store).
+    Forget {
+        uuid: Uuid,
+    },
+    Hello {
+        hello: Box<pb::AgentHello>,
+        tx: AgentTx,
+        reply: Reply<u64>,
+    },
+    AgentHeartbeat {
+        agent: String,
+        session: u64,
+        heartbeat: pb::AgentHeartbeat,
+    },
+    JobUpdate {
+        agent: String,
+        session: u64,
+        update: pb::JobUpdate,
+    },
+    SessionClosed {
+        agent: String,
+        session: u64,
+    },
+    RamdiskLookup {
+        req: pb::RamdiskLookupRequest,
+        reply: Reply<pb::RamdiskLookupResponse>,
+    },
+    RamdiskHeartbeat {
+        req: pb::RamdiskHeartbeatRequest,
+        reply: Reply<()>,
+    },
+    ListShares {
+        reply: Reply<Vec<pb::Share>>,
+    },
+    Drain {
+        share: String,
+        drained: bool,
+        reply: Reply<pb::Share>,
+    },
+    Explain {
+        node: Box<Node>,
+        reply: Reply<pb::PlacementExplanation>,
+    },
+}
+
+/// The API's handle on the engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    pub(super) tx: mpsc::Sender<Cmd>,
+    pub events: broadcast::Sender<pb::NodeEvent>,
+    pub queue: SharedQueue,
+}
+
+impl EngineHandle {
+    /// A handle with no engine behind it, for a follower replica: its services read the
+    /// store directly and the gate keeps every engine call away (any that slipped through
+    /// would fail with `ShuttingDown`).
+    pub fn detached(watch_buffer: usize) -> Self {
+        let (tx, _) = mpsc::channel(1);
+        let (events, _) = broadcast::channel(watch_buffer.max(1));
+        Self {
+            tx,
+            events,
+            queue: SharedQueue::default(),
+        }
+    }
+
+    /// Sends a command and waits for its reply.
+    pub async fn call<T>(
+        &self,
+        op: &'static str,
+        make: impl FnOnce(Reply<T>) -> Cmd,
+    ) -> Result<T, ServerError> {
+        let (tx, rx) = oneshot::channel();
+        let t0 = std::time::Instant::now();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| ServerError::ShuttingDown { op })?;
+        let t1 = t0.elapsed();
+        let r = rx.await.map_err(|_| ServerError::ShuttingDown { op })?;
+        tracing::debug!(
+            op,
+            send_us = t1.as_micros() as u64,
+            total_us = t0.elapsed().as_micros() as u64,
+            "engine call"
+        );
+        r
+    }
+
+    /// Sends a command that has no reply.
+    pub async fn tell(&self, op: &'static str, cmd: Cmd) -> Result<(), ServerError> {
+        self.tx
+            .send(cmd)
+            .await
+            .map_err(|_| ServerError::ShuttingDown { op })
+    }
+}
