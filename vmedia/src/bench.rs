@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow};
 use futures::StreamExt as _;
 use serde_json::json;
-use vmedia::fleet::{self, Fleet, FleetSpec, NodeSummary};
+use testkit::{self as fleet, Fleet, FleetSpec, NodeSummary};
 use vmedia_proto::v1 as pb;
 
 /// HTTP requests Ironic 35.1 (irmc power/management/boot, direct deploy) sends to one
@@ -175,7 +175,7 @@ fn agents_write_bytes(f: &Fleet) -> u64 {
 /// the deploy ISO and the instance image are already cached): (files, bytes allocated).
 fn node_files_allocated(f: &Fleet) -> (u64, u64) {
     (1..=f.spec.shares)
-        .map(|k| fleet::dir_usage(&fleet::share_dir(&f.spec.work_dir, k).join("nodes")))
+        .map(|k| fleet::files::dir_usage(&fleet::share_dir(&f.spec.work_dir, k).join("nodes")))
         .fold((0, 0), |(n, a), u| (n + u.files, a + u.allocated))
 }
 
@@ -232,7 +232,7 @@ async fn throughput(args: &BenchArgs, dir: PathBuf) -> Result<serde_json::Value>
         let mut node_file_peak: (u64, u64) = (0, 0);
         let t = Instant::now();
         f.bulk(&uuids, "deploy").await?;
-        let nodes = fleet::wait_until(&f.coordinator_url(), Duration::from_secs(1800), |x| {
+        let nodes = fleet::wait_until(&f.coordinator_url(), &f.access, Duration::from_secs(1800), |x| {
             x.provision_state == "active" || fleet::is_failed(x)
         }, |c| {
             peak_alloc = peak_alloc.max(share_allocated(&f));
@@ -316,6 +316,7 @@ async fn movement(f: &mut Fleet, before: &[NodeSummary]) -> Result<serde_json::V
         .collect();
     let after = fleet::wait_until(
         &f.coordinator_url(),
+        &f.access,
         Duration::from_secs(300),
         |n| n.share != victim,
         |_| {},
@@ -493,6 +494,7 @@ async fn realistic(args: &BenchArgs, dir: PathBuf) -> Result<serde_json::Value> 
         f.bulk(&uuids, "deploy").await?;
         let nodes = fleet::wait_until(
             &f.coordinator_url(),
+            &f.access,
             Duration::from_secs(7200),
             |x| x.provision_state == "active" || fleet::is_failed(x),
             |cnt| {

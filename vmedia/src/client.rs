@@ -1,18 +1,19 @@
 //! gRPC plumbing shared by the coordinator-facing subcommands (`node`, `share`, `watch`):
-//! connecting (see `vmedia::conn`), `key=value` argument parsing and plain-text tables.
+//! connecting (see `coordinator_client::conn`), `key=value` argument parsing and plain-text tables.
 
 use std::collections::HashMap;
 
 use anyhow::Context as _;
 
-pub use vmedia::conn::Clients;
+pub use coordinator_client::conn::Clients;
 
 /// Connects to the coordinator at `addr` (with or without a scheme; a comma-separated
 /// list of replicas finds the leader). TLS CA and API token come from the environment:
 /// `VMEDIA_CA_FILE`, `VMEDIA_TOKEN_FILE` or `VMEDIA_TOKEN`.
 pub async fn connect(addr: &str) -> anyhow::Result<Clients> {
-    let access = vmedia::conn::Access::from_env().context("reading VMEDIA_* access settings")?;
-    vmedia::conn::connect(addr, &access).await
+    let access =
+        coordinator_client::conn::Access::from_env().context("reading VMEDIA_* access settings")?;
+    coordinator_client::conn::connect(addr, &access).await
 }
 
 /// Turns a gRPC status into an error whose text is the server's message (no debug noise).

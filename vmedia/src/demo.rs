@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
-use vmedia::fleet::{self, Fleet, FleetSpec, NodeSummary};
+use testkit::{self as fleet, Fleet, FleetSpec, NodeSummary};
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -146,7 +146,7 @@ struct Report {
     wall_s: f64,
     deploy_s: f64,
     cpu: fleet::CpuSeconds,
-    share: BTreeMap<String, fleet::ShareUsage>,
+    share: BTreeMap<String, fleet::files::ShareUsage>,
     bmc_requests: Option<u64>,
     killed_agent: Option<String>,
 }
@@ -254,7 +254,7 @@ async fn drive(fleet: &mut Fleet, args: &DemoArgs) -> Result<Report> {
                 .max(Duration::from_millis(1)),
             _ => limit.saturating_sub(t_deploy.elapsed()),
         };
-        let r = fleet::wait_until(&addr, slice, done, |c| {
+        let r = fleet::wait_until(&addr, &fleet.access, slice, done, |c| {
             bar.set_position(c.get("active").copied().unwrap_or(0) as u64);
             bar.set_message(format!("deploy: {}", counts_line(c)));
         })
@@ -264,7 +264,7 @@ async fn drive(fleet: &mut Fleet, args: &DemoArgs) -> Result<Report> {
             Err(e) => {
                 if killed_agent.is_none() && kill_at.is_some() {
                     // Kill the agent with the most nodes, mid-deploy.
-                    let k = busiest_share(&addr).await.unwrap_or(1);
+                    let k = busiest_share(&addr, &fleet.access).await.unwrap_or(1);
                     fleet.kill_agent(k).await?;
                     killed_agent = Some(fleet::share_id(k));
                     bar.println(format!(
@@ -320,8 +320,8 @@ fn counts_line(c: &BTreeMap<String, usize>) -> String {
         .join(", ")
 }
 
-async fn busiest_share(addr: &str) -> Result<usize> {
-    let nodes = fleet::list_all(addr).await?;
+async fn busiest_share(addr: &str, access: &coordinator_client::conn::Access) -> Result<usize> {
+    let nodes = fleet::list_all(addr, access).await?;
     let mut per: BTreeMap<String, usize> = BTreeMap::new();
     for n in nodes.iter().filter(|n| n.provision_state != "active") {
         *per.entry(n.share.clone()).or_insert(0) += 1;

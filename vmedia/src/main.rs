@@ -10,6 +10,7 @@
 
 mod bench;
 mod bmc;
+mod certs;
 mod client;
 mod demo;
 mod media;
@@ -65,7 +66,7 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Development certificates and API tokens
     #[command(subcommand)]
-    Certs(vmedia::certs::CertsCommand),
+    Certs(certs::CertsCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -90,7 +91,7 @@ fn main() -> std::process::ExitCode {
             Command::Media(cmd) => media::run(cmd).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,
-            Command::Certs(cmd) => vmedia::certs::run(cmd).await,
+            Command::Certs(cmd) => certs::run(cmd).await,
         }
     });
     match result {

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use coordinator_store::{PgStore, conformance};
-use vmedia::fleet::Postgres;
+use testkit::Postgres;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite() {

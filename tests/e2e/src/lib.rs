@@ -1,6 +1,6 @@
-//! Multi-process end-to-end scenarios, one per file under `tests/`.
+//! Multi-process end-to-end scenarios, one module per scenario under `tests/it/`.
 //!
-//! Each scenario starts a whole system with [`vmedia::fleet::Fleet`] (coordinator, share
+//! Each scenario starts a whole system with [`testkit::Fleet`] (coordinator, share
 //! agents and `irmc-sim` as real processes on loopback addresses), drives it through the
 //! public gRPC API and checks what the simulated servers and the shares saw. The service
 //! binaries must be built first (`cargo build --workspace` does it; `cargo test` and
@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use vmedia::fleet::{Fleet, FleetSpec, default_bin_dir};
+use testkit::{Fleet, FleetSpec, default_bin_dir};
 
 /// A fleet spec in a fresh temporary directory (kept on failure for the logs: the
 /// directory is leaked on purpose when `E2E_KEEP` is set).

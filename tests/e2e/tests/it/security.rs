@@ -9,10 +9,10 @@
 
 use std::time::Duration;
 
+use coordinator_client::conn::{self, Access};
+use coordinator_client::pki::{PkiSpec, init_dev_pki};
+use testkit as fleet;
 use tonic::Code;
-use vmedia::certs::{PkiSpec, init_dev_pki};
-use vmedia::conn::{self, Access};
-use vmedia::fleet;
 use vmedia_proto::v1 as pb;
 
 /// The text without ANSI colour sequences (`ESC [ ... m`).
@@ -160,6 +160,7 @@ async fn trust_roles_and_secrets() -> anyhow::Result<()> {
         f.bulk(&uuids, "deploy").await?;
         fleet::wait_until(
             &url,
+            &f.access,
             e2e::SETTLE,
             |n| n.provision_state == "active" || fleet::is_failed(n),
             |_| {},

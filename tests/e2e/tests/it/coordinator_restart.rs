@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use vmedia::fleet;
+use testkit as fleet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordinator_killed_mid_deploy_resumes_every_node() -> anyhow::Result<()> {
@@ -16,7 +16,7 @@ async fn coordinator_killed_mid_deploy_resumes_every_node() -> anyhow::Result<()
         f.bulk(&uuids, "deploy").await?;
         let t0 = Instant::now();
         loop {
-            let nodes = fleet::list_all(&f.coordinator_url()).await?;
+            let nodes = f.list_all().await?;
             let active = nodes
                 .iter()
                 .filter(|n| n.provision_state == "active")
@@ -42,6 +42,7 @@ async fn coordinator_killed_mid_deploy_resumes_every_node() -> anyhow::Result<()
 
         let nodes = fleet::wait_until(
             &f.coordinator_url(),
+            &f.access,
             e2e::SETTLE,
             |n| n.provision_state == "active" || fleet::is_failed(n),
             |_| {},

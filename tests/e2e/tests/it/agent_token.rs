@@ -4,8 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use vmedia::fleet;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_agent_token_is_rejected_and_never_logged() -> anyhow::Result<()> {
     let (mut spec, dir) = e2e::spec(1, 1)?;
@@ -18,7 +16,7 @@ async fn a_wrong_agent_token_is_rejected_and_never_logged() -> anyhow::Result<()
         f.bulk(&uuids, "deploy").await?;
         let t0 = Instant::now();
         loop {
-            let n = &fleet::list_all(&f.coordinator_url()).await?[0];
+            let n = &f.list_all().await?[0];
             if n.provision_state == "wait call-back" {
                 break;
             }
@@ -44,7 +42,7 @@ async fn a_wrong_agent_token_is_rejected_and_never_logged() -> anyhow::Result<()
             anyhow::ensure!(text.contains("agent token"), "unexpected refusal text: {text}");
             anyhow::ensure!(!text.contains(forged), "the refusal echoes the token");
         }
-        let n = &fleet::list_all(&f.coordinator_url()).await?[0];
+        let n = &f.list_all().await?[0];
         anyhow::ensure!(n.provision_state == "wait call-back", "a forged heartbeat moved the node to {}", n.provision_state);
         // Give the logs a moment to flush, then search every one of them.
         tokio::time::sleep(Duration::from_millis(300)).await;

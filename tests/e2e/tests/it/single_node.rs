@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use vmedia::fleet;
+use testkit as fleet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_enroll_to_active() -> anyhow::Result<()> {
@@ -16,6 +16,7 @@ async fn one_node_enroll_to_active() -> anyhow::Result<()> {
         f.bulk(&uuids, "deploy").await?;
         let nodes = fleet::wait_until(
             &f.coordinator_url(),
+            &f.access,
             e2e::SETTLE,
             |n| n.provision_state == "active" || fleet::is_failed(n),
             |_| {},

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use vmedia::fleet;
+use testkit as fleet;
 
 async fn deploy_expecting_failure(
-    spec: vmedia::fleet::FleetSpec,
+    spec: testkit::FleetSpec,
 ) -> anyhow::Result<Vec<fleet::NodeSummary>> {
     let f = e2e::start(spec).await?;
     let result = async {
@@ -17,6 +17,7 @@ async fn deploy_expecting_failure(
         f.bulk(&uuids, "deploy").await?;
         fleet::wait_until(
             &f.coordinator_url(),
+            &f.access,
             e2e::SETTLE,
             |n| n.provision_state == "active" || fleet::is_failed(n),
             |_| {},

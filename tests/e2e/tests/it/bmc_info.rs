@@ -18,8 +18,8 @@ async fn sim(
     report: &std::path::Path,
     dir: &std::path::Path,
 ) -> anyhow::Result<(tokio::process::Child, String, std::path::PathBuf)> {
-    let bin = vmedia::fleet::default_bin_dir()?;
-    let base = vmedia::fleet::random_sim_base();
+    let bin = testkit::default_bin_dir()?;
+    let base = testkit::random_sim_base();
     let ca = dir.join("ca.pem");
     let mut child = tokio::process::Command::new(bin.join("irmc-sim"))
         .args([
@@ -62,7 +62,7 @@ async fn sim(
 }
 
 async fn bmc_info(address: &str, ca: &std::path::Path) -> anyhow::Result<std::process::Output> {
-    let bin = vmedia::fleet::default_bin_dir()?;
+    let bin = testkit::default_bin_dir()?;
     Ok(tokio::process::Command::new(bin.join("vmedia"))
         .args([
             "bmc",

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use vmedia::fleet;
+use testkit as fleet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_nodes_survive_a_killed_agent() -> anyhow::Result<()> {
@@ -20,7 +20,7 @@ async fn fifty_nodes_survive_a_killed_agent() -> anyhow::Result<()> {
         // Wait until deploys are under way on every share, then kill share-1.
         let t0 = Instant::now();
         let before = loop {
-            let nodes = fleet::list_all(&f.coordinator_url()).await?;
+            let nodes = f.list_all().await?;
             let in_flight = nodes
                 .iter()
                 .filter(|n| n.provision_state == "wait call-back")
@@ -44,6 +44,7 @@ async fn fifty_nodes_survive_a_killed_agent() -> anyhow::Result<()> {
 
         let nodes = fleet::wait_until(
             &f.coordinator_url(),
+            &f.access,
             e2e::SETTLE,
             |n| n.provision_state == "active" || fleet::is_failed(n),
             |_| {},

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use vmedia::conn;
-use vmedia::fleet::{self, Postgres};
+use coordinator_client::conn;
+use testkit::{self as fleet, Postgres};
 use vmedia_proto::v1 as pb;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,7 +31,7 @@ async fn leader_killed_mid_deploy_loses_no_node() -> anyhow::Result<()> {
         let urls = f.coordinator_urls();
         let t0 = Instant::now();
         loop {
-            let nodes = fleet::list_all(&urls).await?;
+            let nodes = fleet::list_all(&urls, &f.access).await?;
             let active = nodes.iter().filter(|n| n.provision_state == "active").count();
             let in_flight = nodes
                 .iter()
@@ -76,7 +76,7 @@ async fn leader_killed_mid_deploy_loses_no_node() -> anyhow::Result<()> {
         println!("leader take-over: replica {leader} killed, replica {new_leader} leads after {takeover:?}");
         anyhow::ensure!(new_leader != leader);
 
-        let nodes = fleet::wait_until(&urls, e2e::SETTLE, |n| n.provision_state == "active" || fleet::is_failed(n), |_| {})
+        let nodes = fleet::wait_until(&urls, &f.access, e2e::SETTLE, |n| n.provision_state == "active" || fleet::is_failed(n), |_| {})
             .await?;
         anyhow::ensure!(nodes.len() == uuids.len(), "lost nodes: {} of {}", nodes.len(), uuids.len());
         let failed: Vec<_> = nodes.iter().filter(|n| n.provision_state != "active").collect();

@@ -1,0 +1,11 @@
+//! The end-to-end scenarios, one module each, linked into one test binary (links dominate
+//! test time on two cores). Each scenario starts a whole system with `testkit::Fleet`.
+
+mod agent_loss;
+mod agent_token;
+mod bmc_info;
+mod boot_failures;
+mod coordinator_restart;
+mod ha_failover;
+mod security;
+mod single_node;
