@@ -2,7 +2,7 @@
 //! Samba server on loopback (through smbclient, with the credentials the iRMC was given), so
 //! the export, the credentials and the file names are proven from the BMC's side.
 
-mod boot_support;
+use crate::boot_support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

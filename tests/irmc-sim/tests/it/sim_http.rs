@@ -2,7 +2,7 @@
 //! tolerant parsing, settings dump, report, Redfish, auth (Basic and Digest), 404/405,
 //! fault injection, the boot hook seam and the control API.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

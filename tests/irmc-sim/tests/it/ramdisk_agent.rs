@@ -1,7 +1,7 @@
 //! The simulated ramdisk on its own (no BMC): agent token rules, API URL list handling,
 //! the legacy `standby.prepare_image` command, and `system.lockdown`.
 
-mod boot_support;
+use crate::boot_support;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};

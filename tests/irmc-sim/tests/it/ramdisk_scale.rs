@@ -3,7 +3,7 @@
 //! write a 1 MiB image (hash-only disk) and power off. Prints wall time, time to first
 //! heartbeat and resident memory, and checks every node finished.
 
-mod boot_support;
+use crate::boot_support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! to a fake Ironic API, and the test then drives the agent command API as Ironic's
 //! conductor does. Runs in real time with the ramdisk's fast timing (about a second).
 
-mod boot_support;
+use crate::boot_support;
 
 use std::time::Duration;
 

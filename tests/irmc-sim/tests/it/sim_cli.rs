@@ -2,7 +2,7 @@
 //! `--cert-out`, `--control`, `--fault`, `--state-file`, clean exit on SIGTERM, and a
 //! 10,000-node start-up smoke test (start-up time and RSS are printed for the record).
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;

@@ -5,7 +5,7 @@
 //! Skips only when python3/pip/PyPI are unavailable (or port 443 cannot be bound) and
 //! CI is unset; in CI those fail the test.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -74,7 +74,7 @@ struct Py {
 
 impl Py {
     async fn start(venv: &Path, host: &str, auth: &str) -> Py {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drive_scciclient.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/drive_scciclient.py");
         let mut child = Command::new(venv.join("bin/python"))
             .arg(script)
             .args([host, "admin", "p4ss", auth])

@@ -1,7 +1,7 @@
 //! The firmware's media readers against images made by the real tools: ISO 9660 + El Torito
 //! from xorriso, FAT12/16/32 from mkfs.vfat + mcopy (superfloppy and MBR-partitioned).
 
-mod boot_support;
+use crate::boot_support;
 
 use std::fs::File;
 

@@ -1,7 +1,7 @@
 //! Boots that must fail the way a BMC reports it: the outcome is recorded on the node (and
 //! so visible in the control API), power stays on, and nothing calls back.
 
-mod boot_support;
+use crate::boot_support;
 
 use std::time::Duration;
 
