@@ -17,6 +17,7 @@ use vmedia_proto::v1::nodes_server::Nodes;
 use vmedia_proto::v1::shares_server::Shares;
 
 use crate::convert::{self, node_into_proto, node_to_proto};
+use crate::domain::NodeEvent;
 use crate::engine::{Cmd, EngineHandle, now_ms, queue_position, queue_positions};
 use crate::error::ServerError;
 
@@ -107,7 +108,7 @@ impl Api {
         let _ = self
             .engine
             .events
-            .send(convert::node_event(&node, 0, node.status.created_at_ms));
+            .send(NodeEvent::of(&node, 0, node.status.created_at_ms));
         Ok(node_to_proto(&node, 0))
     }
 
@@ -275,7 +276,7 @@ impl Nodes for Api {
                 reply,
             })
             .await?;
-        Ok(Response::new(n))
+        Ok(Response::new(convert::node_view_to_proto(n)))
     }
 
     async fn bulk_set_provision_state(
@@ -307,7 +308,7 @@ impl Nodes for Api {
                 reply,
             })
             .await?;
-        Ok(Response::new(r))
+        Ok(Response::new(convert::bulk_to_proto(r)))
     }
 
     async fn explain_placement(
@@ -320,7 +321,7 @@ impl Nodes for Api {
             .engine
             .call("explain placement", |reply| Cmd::Explain { node, reply })
             .await?;
-        Ok(Response::new(e))
+        Ok(Response::new(convert::explanation_to_proto(e)))
     }
 
     type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::NodeEvent, Status>> + Send + 'static>>;
@@ -337,16 +338,14 @@ impl Nodes for Api {
             None
         } else {
             let n = self.load(&node_id("node", &req.node)?).await?;
-            Some(n.uuid().to_string())
+            Some(n.uuid())
         };
         let mut initial = Vec::new();
         if req.initial {
             let now = now_ms();
-            match &want_uuid {
+            match want_uuid {
                 Some(u) => {
-                    let n = self
-                        .load(&NodeId::Uuid(convert::parse_uuid("node", u)?))
-                        .await?;
+                    let n = self.load(&NodeId::Uuid(u)).await?;
                     initial.push(convert::node_event(
                         &n,
                         queue_position(&self.engine.queue, &n.uuid()),
@@ -381,10 +380,10 @@ impl Nodes for Api {
             loop {
                 match rx.recv().await {
                     Ok(ev) => {
-                        if want_uuid.as_ref().is_some_and(|u| *u != ev.node_uuid) {
+                        if want_uuid.is_some_and(|u| u != ev.node) {
                             continue;
                         }
-                        if out.send(Ok(ev)).await.is_err() {
+                        if out.send(Ok(convert::event_to_proto(ev))).await.is_err() {
                             return;
                         }
                     }
@@ -413,9 +412,7 @@ impl Nodes for Api {
     ) -> R<pb::RevealSecretsResponse> {
         let id = node_id("node", &req.into_inner().node)?;
         let n = self.load(&id).await?;
-        Ok(Response::new(pb::RevealSecretsResponse {
-            driver_info: n.spec.driver_info.into_iter().collect(),
-        }))
+        Ok(Response::new(convert::secrets_to_proto(n.spec)))
     }
 }
 
@@ -451,7 +448,9 @@ impl Shares for Api {
             .engine
             .call("list shares", |reply| Cmd::ListShares { reply })
             .await?;
-        Ok(Response::new(pb::ListSharesResponse { shares }))
+        Ok(Response::new(pb::ListSharesResponse {
+            shares: shares.into_iter().map(convert::share_to_proto).collect(),
+        }))
     }
 
     async fn drain_share(&self, req: Request<pb::DrainShareRequest>) -> R<pb::Share> {
@@ -464,7 +463,7 @@ impl Shares for Api {
                 reply,
             })
             .await?;
-        Ok(Response::new(s))
+        Ok(Response::new(convert::share_to_proto(s)))
     }
 
     async fn undrain_share(&self, req: Request<pb::DrainShareRequest>) -> R<pb::Share> {
@@ -477,6 +476,6 @@ impl Shares for Api {
                 reply,
             })
             .await?;
-        Ok(Response::new(s))
+        Ok(Response::new(convert::share_to_proto(s)))
     }
 }

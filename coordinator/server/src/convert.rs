@@ -1,7 +1,9 @@
-//! Conversion between wire types (`vmedia_proto::v1`) and domain types (`coordinator_core`).
+//! Conversion between wire types (`vmedia_proto::v1`) and domain types (`coordinator_core`
+//! and the server's own, `domain.rs`).
 //!
-//! This is the only module that knows both. Reads always mask secrets (`core::mask`);
-//! only `RevealSecrets` and the job sent to an agent carry clear text.
+//! Every conversion lives here; the gRPC edges (`api.rs`, `link.rs`) call it, and the
+//! engine never sees a wire type. Reads always mask secrets (`core::mask`); only
+//! `RevealSecrets` and the job sent to an agent carry clear text.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,6 +15,10 @@ use coordinator_core::{
 use uuid::Uuid;
 use vmedia_proto::v1 as pb;
 
+use crate::domain::{
+    AgentHeartbeat, AgentHello, AgentJob, BulkOutcome, Explanation, JobState, JobUpdate, NodeEvent,
+    NodeView, RamdiskHeartbeat, RamdiskLookup, RamdiskNode, ShareIdentity, ShareView, ToAgent,
+};
 use crate::error::ServerError;
 
 impl From<CoreError> for ServerError {
@@ -158,23 +164,78 @@ pub fn node_into_proto(n: Node, queue_position: u64) -> pb::Node {
     }
 }
 
+/// A node with its queue position, as every read shows it: secrets masked.
+pub fn node_view_to_proto(v: NodeView) -> pb::Node {
+    node_into_proto(v.node, v.queue_position)
+}
+
 /// The watch event for a node's current status.
 pub fn node_event(n: &Node, queue_position: u64, at_ms: i64) -> pb::NodeEvent {
-    let st = &n.status;
+    event_to_proto(NodeEvent::of(n, queue_position, at_ms))
+}
+
+pub fn event_to_proto(e: NodeEvent) -> pb::NodeEvent {
     pb::NodeEvent {
-        node_uuid: n.spec.uuid.to_string(),
-        node_name: n.spec.name.clone().unwrap_or_default(),
-        provision_state: st.provision_state.as_str().to_owned(),
-        target_provision_state: st
+        node_uuid: e.node.to_string(),
+        node_name: e.name.unwrap_or_default(),
+        provision_state: e.provision_state.as_str().to_owned(),
+        target_provision_state: e
             .target_provision_state
             .map(|s| s.as_str().to_owned())
             .unwrap_or_default(),
-        last_error: st.last_error.clone().unwrap_or_default(),
-        progress: st.progress.clone(),
-        share: st.share.clone().unwrap_or_default(),
-        at_ms,
-        queue_position,
+        last_error: e.last_error.unwrap_or_default(),
+        progress: e.progress,
+        share: e.agent.unwrap_or_default(),
+        at_ms: e.at_ms,
+        queue_position: e.queue_position,
     }
+}
+
+/// RevealSecrets: driver_info in clear.
+pub fn secrets_to_proto(spec: NodeSpec) -> pb::RevealSecretsResponse {
+    pb::RevealSecretsResponse {
+        driver_info: spec.driver_info.into_iter().collect(),
+    }
+}
+
+pub fn bulk_to_proto(b: BulkOutcome) -> pb::BulkSetProvisionStateResponse {
+    pb::BulkSetProvisionStateResponse {
+        accepted: b.accepted,
+        failures: b
+            .failures
+            .into_iter()
+            .map(|f| pb::BulkFailure {
+                node: f.node,
+                error: f.error,
+            })
+            .collect(),
+    }
+}
+
+pub fn share_to_proto(s: ShareView) -> pb::Share {
+    let share = s.share.unwrap_or_default();
+    pb::Share {
+        id: s.agent,
+        health: s.health.as_str().to_owned(),
+        server: share.server,
+        share_type: share.share_type,
+        share_name: share.share_name,
+        capacity: s.capacity,
+        active: s.active,
+        queued: s.queued,
+        nodes: s.nodes,
+        free_bytes: s.free_bytes,
+        bmc_networks: s.bmc_networks,
+        labels: s.labels.into_iter().collect(),
+        version: s.version,
+        last_heartbeat_ms: s.last_heartbeat_ms,
+        http_url: s.http_url,
+        drained: s.drained,
+    }
+}
+
+pub fn explanation_to_proto(e: Explanation) -> pb::PlacementExplanation {
+    placement_to_proto(e.node, e.placement)
 }
 
 pub fn checks_to_proto(checks: Vec<InterfaceCheck>) -> pb::ValidateNodeResponse {
@@ -323,6 +384,106 @@ pub fn job_result(u: &pb::JobUpdate) -> JobResult {
                 Some(out.bmc_has_virtual_fd)
             },
         },
+    }
+}
+
+/// A share agent's hello (its id trimmed).
+pub fn hello_from_proto(h: pb::AgentHello) -> AgentHello {
+    AgentHello {
+        agent: h.agent_id.trim().to_owned(),
+        version: h.version,
+        share: h.share.map(|s| ShareIdentity {
+            server: s.server,
+            share_type: s.share_type,
+            share_name: s.share_name,
+        }),
+        capacity: h.capacity,
+        bmc_networks: h.bmc_networks,
+        labels: btree(h.labels),
+        http_url: h.http_url,
+        free_bytes: h.free_bytes,
+        known_jobs: h
+            .known_jobs
+            .into_iter()
+            .map(job_update_from_proto)
+            .collect(),
+    }
+}
+
+pub fn heartbeat_from_proto(h: &pb::AgentHeartbeat) -> AgentHeartbeat {
+    AgentHeartbeat {
+        free_bytes: h.free_bytes,
+    }
+}
+
+/// A job update; its result is read as [`job_result`] reads it.
+pub fn job_update_from_proto(u: pb::JobUpdate) -> JobUpdate {
+    let result = job_result(&u);
+    let state = match pb::JobState::try_from(u.state) {
+        Ok(pb::JobState::Running) => JobState::Running,
+        Ok(pb::JobState::Succeeded) => JobState::Succeeded,
+        Ok(pb::JobState::Failed) => JobState::Failed,
+        Ok(pb::JobState::Unspecified) | Err(_) => JobState::Unspecified,
+    };
+    JobUpdate {
+        job_id: u.job_id,
+        node_uuid: u.node_uuid,
+        state,
+        progress: u.progress,
+        result,
+    }
+}
+
+/// What the engine sends an agent, on the wire.
+pub fn to_agent_message(m: ToAgent) -> pb::CoordinatorMessage {
+    use pb::coordinator_message::Msg;
+    let msg = match m {
+        ToAgent::Welcome {
+            coordinator_id,
+            heartbeat_interval_ms,
+        } => Msg::Welcome(pb::Welcome {
+            coordinator_id,
+            heartbeat_interval_ms,
+        }),
+        ToAgent::Job(job) => {
+            let AgentJob {
+                node,
+                intent,
+                spec,
+                bmc,
+            } = *job;
+            Msg::Job(job_to_proto(node, &intent, &spec, bmc))
+        }
+        ToAgent::Cancel { job_id, node } => Msg::Cancel(pb::CancelJob {
+            job_id: job_id.to_string(),
+            node_uuid: node.to_string(),
+        }),
+    };
+    pb::CoordinatorMessage { msg: Some(msg) }
+}
+
+pub fn lookup_from_proto(r: pb::RamdiskLookupRequest) -> RamdiskLookup {
+    RamdiskLookup {
+        node_uuid: r.node_uuid,
+        addresses: r.addresses,
+    }
+}
+
+pub fn ramdisk_node_to_proto(n: RamdiskNode) -> pb::RamdiskLookupResponse {
+    pb::RamdiskLookupResponse {
+        node_uuid: n.node.to_string(),
+        properties: n.properties.into_iter().collect(),
+        instance_info: n.instance_info.into_iter().collect(),
+        heartbeat_timeout_s: n.heartbeat_timeout_s,
+    }
+}
+
+pub fn ramdisk_heartbeat_from_proto(r: pb::RamdiskHeartbeatRequest) -> RamdiskHeartbeat {
+    RamdiskHeartbeat {
+        agent: r.agent_id,
+        node_uuid: r.node_uuid,
+        callback_url: r.callback_url,
+        agent_token: r.agent_token,
     }
 }
 

@@ -5,12 +5,16 @@
 //! # Layout
 //! - `config.rs`: the one documented [`Config`] struct (clap + TOML + env, human durations).
 //! - `error.rs`: [`ServerError`] and its ONE mapping to `tonic::Status`.
-//! - `convert.rs`: the only module that sees both wire (prost) and domain types.
+//! - `domain.rs`: the server's own domain types (agent hello, job updates, share views,
+//!   node events, messages to agents): what the gRPC edges and the engine exchange.
+//! - `convert.rs`: every conversion between wire (prost) and domain types.
 //! - `engine/`: the single task that owns in-flight nodes, agents, the admission queue and
 //!   the placement index; batches store writes (group commit); persists before acting. One
 //!   module per concern (queue, nodes, agents, admission, ramdisk relay, commit); the loop
 //!   in `engine/mod.rs` is a dispatch table.
-//! - `api.rs`: `Nodes` and `Shares`; `link.rs`: `AgentLink`.
+//! - `api.rs`: `Nodes` and `Shares`; `link.rs`: `AgentLink`. These two are the gRPC edges:
+//!   they take wire requests, convert them through `convert.rs`, and talk to the store and
+//!   the engine in domain types only. The engine never sees a wire type.
 //! - `security.rs`: TLS (rustls; agents need a client certificate from the agent CA), API
 //!   tokens and roles, and the follower's redirect: one tower layer in front of everything.
 //! - `lib.rs` ([`run`]): store selection (SQLite, or PostgreSQL with leader election),
@@ -37,6 +41,7 @@
 pub mod api;
 pub mod config;
 pub mod convert;
+pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod link;

@@ -5,13 +5,14 @@
 
 use std::pin::Pin;
 
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 use vmedia_proto::v1 as pb;
 use vmedia_proto::v1::agent_link_server::AgentLink;
 use vmedia_proto::v1::agent_message::Msg;
 
+use crate::convert;
 use crate::engine::{Cmd, EngineHandle};
 use crate::error::ServerError;
 
@@ -92,7 +93,7 @@ impl AgentLink for Link {
         let session = self
             .engine
             .call("agent hello", |reply| Cmd::Hello {
-                hello: Box::new(hello),
+                hello: Box::new(convert::hello_from_proto(hello)),
                 tx,
                 reply,
             })
@@ -112,7 +113,7 @@ impl AgentLink for Link {
                     Some(Msg::Heartbeat(heartbeat)) => Cmd::AgentHeartbeat {
                         agent: agent.clone(),
                         session,
-                        heartbeat,
+                        heartbeat: convert::heartbeat_from_proto(&heartbeat),
                     },
                     // Progress lines only feed watchers (they are never stored): with
                     // nobody watching, the engine need not be woken for them. Results
@@ -126,7 +127,7 @@ impl AgentLink for Link {
                     Some(Msg::JobUpdate(update)) => Cmd::JobUpdate {
                         agent: agent.clone(),
                         session,
-                        update,
+                        update: convert::job_update_from_proto(update),
                     },
                     Some(Msg::Hello(_)) | None => {
                         tracing::warn!(agent = %agent, "unexpected message on an established session ignored");
@@ -141,8 +142,10 @@ impl AgentLink for Link {
                 .tell("agent stream closed", Cmd::SessionClosed { agent, session })
                 .await;
         });
+        // The engine speaks domain messages; they go on the wire here.
         Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
+                .map(|m| Ok(convert::to_agent_message(m))),
         )))
     }
 
@@ -158,11 +161,12 @@ impl AgentLink for Link {
             )
             .into());
         }
+        let req = convert::lookup_from_proto(req);
         let r = self
             .engine
             .call("ramdisk lookup", |reply| Cmd::RamdiskLookup { req, reply })
             .await?;
-        Ok(Response::new(r))
+        Ok(Response::new(convert::ramdisk_node_to_proto(r)))
     }
 
     async fn ramdisk_heartbeat(
@@ -170,7 +174,7 @@ impl AgentLink for Link {
         req: Request<pb::RamdiskHeartbeatRequest>,
     ) -> Result<Response<pb::RamdiskHeartbeatResponse>, Status> {
         self.check_identity(&req, &req.get_ref().agent_id)?;
-        let req = req.into_inner();
+        let req = convert::ramdisk_heartbeat_from_proto(req.into_inner());
         self.engine
             .call("ramdisk heartbeat", |reply| Cmd::RamdiskHeartbeat {
                 req,

@@ -7,13 +7,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use coordinator_core::{self as core, AgentView, Cidr, Event, Node, PlacementNode};
 use coordinator_store::NodeFilter;
 use uuid::Uuid;
-use vmedia_proto::v1 as pb;
 
 use super::commit::Batch;
 use super::handle::AgentTx;
 use super::nodes::bmc_ip;
 use super::{Engine, lock, now_ms};
-use crate::convert;
+use crate::domain::{
+    AgentHeartbeat, AgentHello, AgentJob, JobState, JobUpdate, NodeEvent, ShareHealth, ShareView,
+    ToAgent,
+};
 use crate::error::ServerError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,20 +40,20 @@ impl Health {
 }
 
 pub(super) struct Agent {
-    pub(super) hello: pb::AgentHello,
+    pub(super) hello: AgentHello,
     pub(super) view: AgentView,
     pub(super) session: Option<(u64, AgentTx)>,
     pub(super) health: Health,
     pub(super) last_seen_ms: i64,
-    pub(super) last_heartbeat: pb::AgentHeartbeat,
+    pub(super) last_heartbeat: AgentHeartbeat,
     pub(super) active: u32,
 }
 
 impl Agent {
     pub(super) fn placeholder(id: &str, now_ms: i64) -> Self {
         Self {
-            hello: pb::AgentHello {
-                agent_id: id.to_owned(),
+            hello: AgentHello {
+                agent: id.to_owned(),
                 ..Default::default()
             },
             view: AgentView {
@@ -65,7 +67,7 @@ impl Agent {
             session: None,
             health: Health::Suspect,
             last_seen_ms: now_ms,
-            last_heartbeat: pb::AgentHeartbeat::default(),
+            last_heartbeat: AgentHeartbeat::default(),
             active: 0,
         }
     }
@@ -73,12 +75,7 @@ impl Agent {
 
 impl Engine {
     /// A heartbeat on the agent's current session.
-    pub(super) fn agent_heartbeat(
-        &mut self,
-        agent: &str,
-        session: u64,
-        heartbeat: pb::AgentHeartbeat,
-    ) {
+    pub(super) fn agent_heartbeat(&mut self, agent: &str, session: u64, heartbeat: AgentHeartbeat) {
         if let Some(a) = self.agents.get_mut(agent)
             && a.session.as_ref().is_some_and(|(s, _)| *s == session)
         {
@@ -93,7 +90,7 @@ impl Engine {
         b: &mut Batch,
         agent: &str,
         session: u64,
-        update: pb::JobUpdate,
+        update: JobUpdate,
     ) {
         if let Some(a) = self.agents.get_mut(agent)
             && a.session.as_ref().is_some_and(|(s, _)| *s == session)
@@ -117,7 +114,7 @@ impl Engine {
     }
 
     /// Every agent known (registered, or drained in the store), as a share view.
-    pub(super) fn list_shares(&self) -> Vec<pb::Share> {
+    pub(super) fn list_shares(&self) -> Vec<ShareView> {
         let ids: BTreeSet<String> = self
             .agents
             .keys()
@@ -150,47 +147,51 @@ impl Engine {
         out
     }
 
-    fn share_view(&self, id: &str, queued: &HashMap<String, u64>) -> pb::Share {
+    fn share_view(&self, id: &str, queued: &HashMap<String, u64>) -> ShareView {
         let drained = self.drained.contains(id);
         let nodes = self.loads.per_agent.get(id).copied().unwrap_or(0);
         let queued = queued.get(id).copied().unwrap_or(0);
         match self.agents.get(id) {
-            Some(a) => {
-                let share = a.hello.share.clone().unwrap_or_default();
-                pb::Share {
-                    id: id.to_owned(),
-                    health: if drained && a.health == Health::Healthy {
-                        "drained".to_owned()
-                    } else {
-                        a.health.as_str().to_owned()
-                    },
-                    server: share.server,
-                    share_type: share.share_type,
-                    share_name: share.share_name,
-                    capacity: u64::from(a.hello.capacity),
-                    active: u64::from(a.active),
-                    queued,
-                    nodes,
-                    free_bytes: if a.last_heartbeat.free_bytes > 0 {
-                        a.last_heartbeat.free_bytes
-                    } else {
-                        a.hello.free_bytes
-                    },
-                    bmc_networks: a.hello.bmc_networks.clone(),
-                    labels: a.hello.labels.clone(),
-                    version: a.hello.version.clone(),
-                    last_heartbeat_ms: a.last_seen_ms,
-                    http_url: a.hello.http_url.clone(),
-                    drained,
-                }
-            }
-            None => pb::Share {
-                id: id.to_owned(),
-                health: "lost".to_owned(),
-                nodes,
+            Some(a) => ShareView {
+                agent: id.to_owned(),
+                health: match a.health {
+                    Health::Healthy if drained => ShareHealth::Drained,
+                    Health::Healthy => ShareHealth::Healthy,
+                    Health::Suspect => ShareHealth::Suspect,
+                    Health::Lost => ShareHealth::Lost,
+                },
+                share: a.hello.share.clone(),
+                capacity: u64::from(a.hello.capacity),
+                active: u64::from(a.active),
                 queued,
+                nodes,
+                free_bytes: if a.last_heartbeat.free_bytes > 0 {
+                    a.last_heartbeat.free_bytes
+                } else {
+                    a.hello.free_bytes
+                },
+                bmc_networks: a.hello.bmc_networks.clone(),
+                labels: a.hello.labels.clone(),
+                version: a.hello.version.clone(),
+                last_heartbeat_ms: a.last_seen_ms,
+                http_url: a.hello.http_url.clone(),
                 drained,
-                ..Default::default()
+            },
+            None => ShareView {
+                agent: id.to_owned(),
+                health: ShareHealth::Lost,
+                share: None,
+                capacity: 0,
+                active: 0,
+                queued,
+                nodes,
+                free_bytes: 0,
+                bmc_networks: Vec::new(),
+                labels: BTreeMap::new(),
+                version: String::new(),
+                last_heartbeat_ms: 0,
+                http_url: String::new(),
+                drained,
             },
         }
     }
@@ -200,7 +201,7 @@ impl Engine {
         b: &mut Batch,
         share: String,
         drained: bool,
-    ) -> Result<pb::Share, ServerError> {
+    ) -> Result<ShareView, ServerError> {
         if !self.agents.contains_key(&share) && !self.drained.contains(&share) {
             return Err(ServerError::ShareNotFound { share });
         }
@@ -224,10 +225,10 @@ impl Engine {
     pub(super) fn hello(
         &mut self,
         b: &mut Batch,
-        hello: pb::AgentHello,
+        hello: AgentHello,
         tx: AgentTx,
     ) -> Result<u64, ServerError> {
-        let id = hello.agent_id.trim().to_owned();
+        let id = hello.agent.trim().to_owned();
         let refuse = |reason: String| ServerError::AgentRefused {
             agent: if id.is_empty() {
                 "<no id>".to_owned()
@@ -251,20 +252,18 @@ impl Engine {
         }
         self.next_session += 1;
         let session = self.next_session;
-        let welcome = pb::CoordinatorMessage {
-            msg: Some(pb::coordinator_message::Msg::Welcome(pb::Welcome {
-                coordinator_id: self.coordinator_id.clone(),
-                heartbeat_interval_ms: self
-                    .cfg
-                    .agent_heartbeat
-                    .as_millis()
-                    .min(u128::from(u32::MAX)) as u32,
-            })),
+        let welcome = ToAgent::Welcome {
+            coordinator_id: self.coordinator_id.clone(),
+            heartbeat_interval_ms: self
+                .cfg
+                .agent_heartbeat
+                .as_millis()
+                .min(u128::from(u32::MAX)) as u32,
         };
-        if tx.send(Ok(welcome)).is_err() {
+        if tx.send(welcome).is_err() {
             return Err(refuse("stream closed before welcome".to_owned()));
         }
-        let known: Vec<pb::JobUpdate> = hello.known_jobs.clone();
+        let known: Vec<JobUpdate> = hello.known_jobs.clone();
         let now = now_ms();
         let agent = self
             .agents
@@ -275,11 +274,11 @@ impl Engine {
             id: id.clone(),
             capacity: hello.capacity,
             bmc_networks: networks,
-            labels: hello.labels.clone().into_iter().collect(),
+            labels: hello.labels.clone(),
             healthy: true,
             drained: false,
         };
-        agent.hello = pb::AgentHello {
+        agent.hello = AgentHello {
             known_jobs: Vec::new(),
             ..hello
         };
@@ -291,7 +290,7 @@ impl Engine {
 
         // Collect results of jobs that finished while we were apart; re-send intents the
         // agent does not know (idempotent by job id).
-        let known: HashMap<String, pb::JobUpdate> =
+        let known: HashMap<String, JobUpdate> =
             known.into_iter().map(|u| (u.job_id.clone(), u)).collect();
         let mine: Vec<Uuid> = self
             .cache
@@ -307,29 +306,21 @@ impl Engine {
                 continue;
             };
             match known.get(&intent.job_id.to_string()) {
-                Some(u) if u.state == pb::JobState::Running as i32 => {}
-                Some(u)
-                    if u.state == pb::JobState::Succeeded as i32
-                        || u.state == pb::JobState::Failed as i32 =>
-                {
+                Some(u) if u.state == JobState::Running => {}
+                Some(u) if matches!(u.state, JobState::Succeeded | JobState::Failed) => {
                     self.job_update(b, &id, u.clone());
                 }
                 _ => {
                     if let Some((intent, spec)) =
                         core::resume_job(&node.status, &node.spec, &self.machine)
                     {
-                        let job = convert::job_to_proto(
-                            uuid,
-                            &intent,
-                            &spec,
-                            core::bmc_target(&node.spec).ok(),
-                        );
-                        b.sends.push((
-                            id.clone(),
-                            pb::CoordinatorMessage {
-                                msg: Some(pb::coordinator_message::Msg::Job(job)),
-                            },
-                        ));
+                        let job = AgentJob {
+                            node: uuid,
+                            intent,
+                            spec,
+                            bmc: core::bmc_target(&node.spec).ok(),
+                        };
+                        b.sends.push((id.clone(), ToAgent::Job(Box::new(job))));
                     }
                 }
             }
@@ -338,7 +329,7 @@ impl Engine {
         Ok(session)
     }
 
-    fn job_update(&mut self, b: &mut Batch, agent: &str, u: pb::JobUpdate) {
+    fn job_update(&mut self, b: &mut Batch, agent: &str, u: JobUpdate) {
         let Ok(uuid) = Uuid::parse_str(&u.node_uuid) else {
             tracing::warn!(agent, node = %u.node_uuid, "job update with a bad node uuid ignored");
             return;
@@ -355,20 +346,20 @@ impl Engine {
             tracing::debug!(agent, node = %uuid, job = %job_id, "update for a superseded job ignored");
             return;
         }
-        if u.state == pb::JobState::Running as i32 {
+        if u.state == JobState::Running {
             // Progress is shown to watchers but not persisted (it changes often and a
             // restart re-derives it from the step). Nobody watching: nothing to build.
             if self.events.receiver_count() == 0 {
                 return;
             }
-            let mut ev = convert::node_event(node, 0, now_ms());
+            let mut ev = NodeEvent::of(node, 0, now_ms());
             if !u.progress.is_empty() {
                 ev.progress = u.progress;
             }
             let _ = self.events.send(ev);
             return;
         }
-        let result = convert::job_result(&u);
+        let result = u.result;
         if let Err(e) = self.apply(b, uuid, Event::JobFinished { job_id, result }) {
             tracing::warn!(agent, node = %uuid, job = %job_id, error = %e, "job result not applied");
         }

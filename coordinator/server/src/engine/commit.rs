@@ -3,33 +3,27 @@
 
 use std::collections::HashSet;
 
-use coordinator_core::{self as core, Action, Event, NodeId};
-use uuid::Uuid;
-use vmedia_proto::v1 as pb;
-
 use super::handle::Reply;
 use super::{Engine, lock, now_ms, queue_position, queue_positions};
-use crate::convert;
+use crate::domain::{AgentJob, BulkOutcome, NodeEvent, NodeView, ToAgent};
 use crate::error::ServerError;
+use coordinator_core::{self as core, Action, Event, NodeId};
+use uuid::Uuid;
 
 /// Work gathered while applying one batch; performed after the commit.
 #[derive(Default)]
 pub(super) struct Batch {
     pub(super) dirty: Vec<Uuid>,
     pub(super) dirty_set: HashSet<Uuid>,
-    pub(super) sends: Vec<(String, pb::CoordinatorMessage)>,
+    pub(super) sends: Vec<(String, ToAgent)>,
     pub(super) emits: Vec<Uuid>,
     pub(super) replies: Vec<PendingReply>,
     pub(super) admit_needed: bool,
 }
 
 pub(super) enum PendingReply {
-    Node(Uuid, Reply<pb::Node>),
-    Bulk(
-        u64,
-        Vec<pb::BulkFailure>,
-        Reply<pb::BulkSetProvisionStateResponse>,
-    ),
+    Node(Uuid, Reply<NodeView>),
+    Bulk(BulkOutcome, Reply<BulkOutcome>),
     Unit(Reply<()>),
 }
 
@@ -84,28 +78,20 @@ impl Engine {
                     tracing::warn!(node = %uuid, job = %intent.job_id, "job intent without a share; kept for resume");
                     return;
                 };
-                let job =
-                    convert::job_to_proto(uuid, &intent, &spec, core::bmc_target(&node.spec).ok());
-                b.sends.push((
-                    share,
-                    pb::CoordinatorMessage {
-                        msg: Some(pb::coordinator_message::Msg::Job(job)),
-                    },
-                ));
+                let job = AgentJob {
+                    node: uuid,
+                    intent,
+                    spec,
+                    bmc: core::bmc_target(&node.spec).ok(),
+                };
+                b.sends.push((share, ToAgent::Job(Box::new(job))));
             }
             Action::CancelJob { job_id } => {
                 let Some(share) = self.cache.get(&uuid).and_then(|n| n.status.share.clone()) else {
                     return;
                 };
-                b.sends.push((
-                    share,
-                    pb::CoordinatorMessage {
-                        msg: Some(pb::coordinator_message::Msg::Cancel(pb::CancelJob {
-                            job_id: job_id.to_string(),
-                            node_uuid: uuid.to_string(),
-                        })),
-                    },
-                ));
+                b.sends
+                    .push((share, ToAgent::Cancel { job_id, node: uuid }));
             }
             Action::ReleaseSlot => {
                 let released = self.release_slot(&uuid);
@@ -157,7 +143,7 @@ impl Engine {
                             PendingReply::Node(uuid, tx) => {
                                 let _ = tx.send(Err(err(uuid.to_string())));
                             }
-                            PendingReply::Bulk(_, _, tx) => {
+                            PendingReply::Bulk(_, tx) => {
                                 let _ = tx.send(Err(err(format!("{} nodes", rows.len()))));
                             }
                             PendingReply::Unit(tx) => {
@@ -172,7 +158,7 @@ impl Engine {
         for (share, msg) in b.sends.drain(..) {
             match self.agents.get(&share).and_then(|a| a.session.as_ref()) {
                 Some((_, tx)) => {
-                    if tx.send(Ok(msg)).is_err() {
+                    if tx.send(msg).is_err() {
                         tracing::debug!(agent = %share, "agent stream gone; job will be re-sent on reconnect");
                     }
                 }
@@ -186,7 +172,7 @@ impl Engine {
             let positions = queue_positions(&self.queue, &b.emits);
             for (uuid, pos) in b.emits.iter().zip(positions) {
                 if let Some(n) = self.cache.get(uuid) {
-                    let _ = self.events.send(convert::node_event(n, pos, now));
+                    let _ = self.events.send(NodeEvent::of(n, pos, now));
                 }
             }
         }
@@ -194,10 +180,10 @@ impl Engine {
             match r {
                 PendingReply::Node(uuid, tx) => {
                     let result = match self.cache.get(&uuid) {
-                        Some(n) => Ok(convert::node_to_proto(
-                            n,
-                            queue_position(&self.queue, &uuid),
-                        )),
+                        Some(n) => Ok(NodeView {
+                            node: n.clone(),
+                            queue_position: queue_position(&self.queue, &uuid),
+                        }),
                         None => self
                             .store
                             .get_node(&NodeId::Uuid(uuid))
@@ -208,12 +194,15 @@ impl Engine {
                                     node: uuid.to_string(),
                                 })
                             })
-                            .map(|n| convert::node_to_proto(&n, 0)),
+                            .map(|node| NodeView {
+                                node,
+                                queue_position: 0,
+                            }),
                     };
                     let _ = tx.send(result);
                 }
-                PendingReply::Bulk(accepted, failures, tx) => {
-                    let _ = tx.send(Ok(pb::BulkSetProvisionStateResponse { accepted, failures }));
+                PendingReply::Bulk(outcome, tx) => {
+                    let _ = tx.send(Ok(outcome));
                 }
                 PendingReply::Unit(tx) => {
                     let _ = tx.send(Ok(()));

@@ -1,18 +1,19 @@
 //! What the gRPC services send to the engine ([`Cmd`]) and their handle on it
 //! ([`EngineHandle`]).
 
-use tokio::sync::{broadcast, mpsc, oneshot};
-use tonic::Status;
-use uuid::Uuid;
-use vmedia_proto::v1 as pb;
-
 use coordinator_core::{Node, NodeId, Verb};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use uuid::Uuid;
 
 use super::queue::SharedQueue;
+use crate::domain::{
+    AgentHeartbeat, AgentHello, BulkOutcome, Explanation, JobUpdate, NodeEvent, NodeView,
+    RamdiskHeartbeat, RamdiskLookup, RamdiskNode, ShareView, ToAgent,
+};
 use crate::error::ServerError;
 
-/// What the engine sends down an agent's session stream.
-pub type AgentTx = mpsc::UnboundedSender<Result<pb::CoordinatorMessage, Status>>;
+/// What the engine sends down an agent's session stream (`link.rs` puts it on the wire).
+pub type AgentTx = mpsc::UnboundedSender<ToAgent>;
 
 pub type Reply<T> = oneshot::Sender<Result<T, ServerError>>;
 
@@ -21,12 +22,12 @@ pub enum Cmd {
     Verb {
         node: NodeId,
         verb: Verb,
-        reply: Reply<pb::Node>,
+        reply: Reply<NodeView>,
     },
     Bulk {
         nodes: Vec<NodeId>,
         verb: Verb,
-        reply: Reply<pb::BulkSetProvisionStateResponse>,
+        reply: Reply<BulkOutcome>,
     },
     /// The operator changed a node's spec (already stored).
     SpecChanged {
@@ -37,43 +38,43 @@ pub enum Cmd {
         uuid: Uuid,
     },
     Hello {
-        hello: Box<pb::AgentHello>,
+        hello: Box<AgentHello>,
         tx: AgentTx,
         reply: Reply<u64>,
     },
     AgentHeartbeat {
         agent: String,
         session: u64,
-        heartbeat: pb::AgentHeartbeat,
+        heartbeat: AgentHeartbeat,
     },
     JobUpdate {
         agent: String,
         session: u64,
-        update: pb::JobUpdate,
+        update: JobUpdate,
     },
     SessionClosed {
         agent: String,
         session: u64,
     },
     RamdiskLookup {
-        req: pb::RamdiskLookupRequest,
-        reply: Reply<pb::RamdiskLookupResponse>,
+        req: RamdiskLookup,
+        reply: Reply<RamdiskNode>,
     },
     RamdiskHeartbeat {
-        req: pb::RamdiskHeartbeatRequest,
+        req: RamdiskHeartbeat,
         reply: Reply<()>,
     },
     ListShares {
-        reply: Reply<Vec<pb::Share>>,
+        reply: Reply<Vec<ShareView>>,
     },
     Drain {
         share: String,
         drained: bool,
-        reply: Reply<pb::Share>,
+        reply: Reply<ShareView>,
     },
     Explain {
         node: Box<Node>,
-        reply: Reply<pb::PlacementExplanation>,
+        reply: Reply<Explanation>,
     },
 }
 
@@ -81,7 +82,7 @@ pub enum Cmd {
 #[derive(Clone)]
 pub struct EngineHandle {
     pub(super) tx: mpsc::Sender<Cmd>,
-    pub events: broadcast::Sender<pb::NodeEvent>,
+    pub events: broadcast::Sender<NodeEvent>,
     pub queue: SharedQueue,
 }
 

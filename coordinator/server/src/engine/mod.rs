@@ -59,9 +59,9 @@ use coordinator_core::{Loads, MachineConfig, Node};
 use coordinator_store::Store;
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
-use vmedia_proto::v1 as pb;
 
 use crate::config::Config;
+use crate::domain::NodeEvent;
 use crate::error::ServerError;
 
 pub use handle::{AgentTx, Cmd, EngineHandle};
@@ -91,7 +91,7 @@ pub struct Engine {
     machine: MachineConfig,
     store: Arc<dyn Store>,
     rx: mpsc::Receiver<Cmd>,
-    events: broadcast::Sender<pb::NodeEvent>,
+    events: broadcast::Sender<NodeEvent>,
     queue: SharedQueue,
     coordinator_id: String,
     /// Nodes with work under way, in full.

@@ -8,13 +8,12 @@ use coordinator_core::{
     self as core, DeployStep, Event, Node, NodeId, PlacementNode, ProvisionState, Verb,
 };
 use uuid::Uuid;
-use vmedia_proto::v1 as pb;
 
 use super::agents::Agent;
 use super::commit::{Batch, PendingReply};
 use super::handle::Reply;
 use super::{Engine, lock, now_ms};
-use crate::convert;
+use crate::domain::{BulkFailure, BulkOutcome, Explanation, NodeView};
 use crate::error::ServerError;
 
 /// Nodes of a bulk verb loaded from the store together.
@@ -192,7 +191,7 @@ impl Engine {
         b: &mut Batch,
         node: NodeId,
         verb: Verb,
-        reply: Reply<pb::Node>,
+        reply: Reply<NodeView>,
     ) {
         match self.verb(b, &node, verb).await {
             Ok(uuid) => b.replies.push(PendingReply::Node(uuid, reply)),
@@ -208,7 +207,7 @@ impl Engine {
         b: &mut Batch,
         nodes: Vec<NodeId>,
         verb: Verb,
-        reply: Reply<pb::BulkSetProvisionStateResponse>,
+        reply: Reply<BulkOutcome>,
     ) {
         let mut accepted = 0;
         let mut failures = Vec::new();
@@ -217,15 +216,17 @@ impl Engine {
             for id in chunk {
                 match self.verb(b, id, verb).await {
                     Ok(_) => accepted += 1,
-                    Err(e) => failures.push(pb::BulkFailure {
+                    Err(e) => failures.push(BulkFailure {
                         node: id.to_string(),
                         error: e.to_string(),
                     }),
                 }
             }
         }
-        b.replies
-            .push(PendingReply::Bulk(accepted, failures, reply));
+        b.replies.push(PendingReply::Bulk(
+            BulkOutcome { accepted, failures },
+            reply,
+        ));
     }
 
     async fn verb(&mut self, b: &mut Batch, id: &NodeId, verb: Verb) -> Result<Uuid, ServerError> {
@@ -265,7 +266,7 @@ impl Engine {
     }
 
     /// Where placement would put `node` now, and why.
-    pub(super) fn explain(&self, node: &Node) -> pb::PlacementExplanation {
+    pub(super) fn explain(&self, node: &Node) -> Explanation {
         let views = self.agent_views();
         let bmc_ip = bmc_ip(node);
         let p = core::place(
@@ -278,7 +279,10 @@ impl Engine {
             &views,
             &self.loads,
         );
-        convert::placement_to_proto(node.uuid(), p)
+        Explanation {
+            node: node.uuid(),
+            placement: p,
+        }
     }
 
     /// Times out every cached node whose deadline has passed.

@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 
 use coordinator_core::{self as core, Event, Node, ProvisionState};
 use uuid::Uuid;
-use vmedia_proto::v1 as pb;
 
 use super::Engine;
 use super::commit::{Batch, PendingReply};
 use super::handle::Reply;
+use crate::domain::{RamdiskHeartbeat, RamdiskLookup, RamdiskNode};
 use crate::error::ServerError;
 
 impl Engine {
@@ -18,7 +18,7 @@ impl Engine {
     pub(super) fn ramdisk_heartbeat_cmd(
         &mut self,
         b: &mut Batch,
-        req: &pb::RamdiskHeartbeatRequest,
+        req: &RamdiskHeartbeat,
         reply: Reply<()>,
     ) {
         match self.ramdisk_heartbeat(b, req) {
@@ -29,10 +29,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn lookup(
-        &self,
-        req: &pb::RamdiskLookupRequest,
-    ) -> Result<pb::RamdiskLookupResponse, ServerError> {
+    pub(super) fn lookup(&self, req: &RamdiskLookup) -> Result<RamdiskNode, ServerError> {
         let allowed = |n: &Node| {
             matches!(
                 n.status.provision_state,
@@ -65,10 +62,10 @@ impl Engine {
                 format!("node {}", req.node_uuid)
             },
         })?;
-        Ok(pb::RamdiskLookupResponse {
-            node_uuid: n.uuid().to_string(),
-            properties: n.spec.properties.clone().into_iter().collect(),
-            instance_info: core::mask(&n.spec.instance_info).into_iter().collect(),
+        Ok(RamdiskNode {
+            node: n.uuid(),
+            properties: n.spec.properties.clone(),
+            instance_info: core::mask(&n.spec.instance_info),
             heartbeat_timeout_s: 300,
         })
     }
@@ -76,7 +73,7 @@ impl Engine {
     fn ramdisk_heartbeat(
         &mut self,
         b: &mut Batch,
-        req: &pb::RamdiskHeartbeatRequest,
+        req: &RamdiskHeartbeat,
     ) -> Result<(), ServerError> {
         let uuid = Uuid::parse_str(&req.node_uuid).map_err(|_| ServerError::NodeNotFound {
             node: req.node_uuid.clone(),
@@ -93,7 +90,7 @@ impl Engine {
             .is_some_and(|t| t.ct_eq(&req.agent_token));
         if !ok {
             // Never log the presented token.
-            tracing::warn!(node = %uuid, agent = %req.agent_id, bmc = node.spec.bmc_address().unwrap_or("-"),
+            tracing::warn!(node = %uuid, agent = %req.agent, bmc = node.spec.bmc_address().unwrap_or("-"),
                 "ramdisk heartbeat refused: invalid or missing agent token");
             return Err(ServerError::BadAgentToken {
                 node: uuid.to_string(),
