@@ -151,23 +151,11 @@ fn say(args: &BenchArgs, msg: impl AsRef<str>) {
     }
 }
 
-/// Bytes written to storage by a process so far (/proc/PID/io `write_bytes`).
-fn proc_write_bytes(pid: Option<u32>) -> u64 {
-    pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/io")).ok())
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("write_bytes:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn agents_write_bytes(f: &Fleet) -> u64 {
     f.agents
         .iter()
         .flatten()
-        .map(|p| proc_write_bytes(p.pid()))
+        .map(fleet::Proc::write_bytes)
         .sum()
 }
 
@@ -348,15 +336,7 @@ async fn movement(f: &mut Fleet, before: &[NodeSummary]) -> Result<serde_json::V
 }
 
 async fn memory(args: &BenchArgs, dir: PathBuf) -> Result<serde_json::Value> {
-    std::fs::create_dir_all(dir.join("logs"))?;
-    std::fs::create_dir_all(dir.join("data"))?;
-    let addr = fleet::free_port()?;
-    let mut cmd = tokio::process::Command::new(fleet::default_bin_dir()?.join("coordinator"));
-    cmd.arg("--listen")
-        .arg(addr.to_string())
-        .arg("--data-dir")
-        .arg(dir.join("data"));
-    let mut proc = fleet::spawn_logged(cmd, "coordinator", &dir.join("logs"))?;
+    let (mut proc, addr) = fleet::fleet::lone_coordinator(&fleet::default_bin_dir()?, &dir)?;
     let url = format!("http://{addr}");
     let result = async {
         let mut client = loop {

@@ -4,7 +4,11 @@
 //!   `VMEDIA_COORDINATOR`).
 //! - `vmedia bmc ...` talks to one iRMC directly (SCCI + Redfish), no coordinator needed.
 //! - `vmedia media ...` builds boot media locally (parameter images, boot ISOs).
-//! - `vmedia demo` runs the whole system on this machine and deploys a simulated fleet.
+//! - `vmedia demo` runs the whole system on this machine and deploys a simulated fleet;
+//!   `vmedia bench` measures it (throughput, CPU, memory, BMC requests, share bytes). Both
+//!   start their processes through the `testkit` crate.
+//! - `vmedia certs init` writes a development PKI and API tokens
+//!   (`coordinator_client::pki`).
 //!
 //! Each subcommand lives in its own module; this file only parses and dispatches.
 

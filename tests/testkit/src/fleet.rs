@@ -22,6 +22,23 @@ use crate::observe::{CpuSeconds, NodeSummary, http_get_json, is_failed, list_all
 use crate::process::{Proc, free_port, spawn_logged, spawn_until};
 use crate::spec::{FleetSpec, random_sim_base, share_dir, share_id, share_server, sim_address};
 
+/// A coordinator on its own: development mode (plain text, no tokens), SQLite in
+/// `dir/data`, its log in `dir/logs`, on a free loopback port. For measurements of the
+/// coordinator alone (the bench's memory run).
+pub fn lone_coordinator(bin_dir: &Path, dir: &Path) -> Result<(Proc, SocketAddr)> {
+    for d in ["logs", "data"] {
+        std::fs::create_dir_all(dir.join(d))
+            .with_context(|| format!("creating {}", dir.join(d).display()))?;
+    }
+    let addr = free_port()?;
+    let mut cmd = Command::new(bin_dir.join("coordinator"));
+    cmd.arg("--listen")
+        .arg(addr.to_string())
+        .arg("--data-dir")
+        .arg(dir.join("data"));
+    Ok((spawn_logged(cmd, "coordinator", &dir.join("logs"))?, addr))
+}
+
 /// A running local fleet.
 pub struct Fleet {
     pub spec: FleetSpec,

@@ -47,6 +47,20 @@ impl Proc {
         self.pid().and_then(proc_cpu_seconds)
     }
 
+    /// Bytes this process has written to storage so far (`/proc/PID/io` `write_bytes`;
+    /// 0 when unreadable).
+    pub fn write_bytes(&self) -> u64 {
+        self.pid()
+            .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/io")).ok())
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("write_bytes:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
     /// Resident set size in KiB, from /proc.
     pub fn rss_kib(&self) -> Option<u64> {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
