@@ -15,10 +15,11 @@
 //! - [`cache`]: the content-addressed image cache on the share (one download per image,
 //!   shared by all nodes; size limit + TTL; images in use are never deleted).
 //!
-//! Tests: `tests/fat_mtools.rs` (mtools, fsck.fat), `tests/iso.rs` (xorriso oracle, the
-//! ISO store), `tests/cache.rs` (HTTP and a fake Glance on loopback), `tests/qemu_boot.rs`
-//! (the ISO boots under SeaBIOS and OVMF with the parameter image attached; the kernel is
-//! fetched by `tests/qemu-kernel.sh`). `benches/media.rs` prints the cost per node.
+//! Tests (modules of the one `tests/it` binary): `fat_mtools.rs` (mtools, fsck.fat),
+//! `iso.rs` (xorriso oracle, the ISO store), `cache.rs` (HTTP and a fake Glance on
+//! loopback), `qemu_boot.rs` (the ISO boots under SeaBIOS and OVMF with the parameter
+//! image attached; the kernel is fetched by `tests/qemu-kernel.sh`). `benches/media.rs`
+//! prints the cost per node.
 //!
 //! Cost per node (see the bench): a parameter image is ~3 us of CPU to build (never
 //! expanded to its 1.4/4 MiB), a few tens of microseconds more to write (only its stored

@@ -3,16 +3,14 @@
 //! command API (an in-test HTTP server on 127.0.0.1:0), which downloads the
 //! image from the agent's HTTP (Range included) and heartbeats through it.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::*;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use common::*;
 use serde_json::{Value, json};
 use vmedia_proto::v1 as pb;
 

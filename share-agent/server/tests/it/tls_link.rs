@@ -1,11 +1,9 @@
 //! The coordinator link over mutual TLS: the agent verifies the coordinator
 //! against the configured CA and presents its client certificate.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,9 @@
 //! Cost of preparing nodes: agent CPU, bytes on the share and BMC requests
 //! per node, measured on the real process against the simulator.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use vmedia_proto::v1 as pb;
 
 /// utime + stime of a process, in milliseconds.

@@ -3,14 +3,12 @@
 //! timeouts, redirects, malformed replies, TLS verification, and the exact
 //! request sequences of attach/detach/power/Redfish.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Reply, SCCI_OK, Seen, TestBmc, closed_port, start, start_tls};
+use crate::common::{Reply, SCCI_OK, Seen, TestBmc, closed_port, start, start_tls};
 use irmc::{
     AuthMethod, BmcConfig, BootMode, BootPersistence, BootTarget, IrmcClient, IrmcError, MediaKind,
     MediaLocation, PowerAction, PowerState, ResetType, RetryPolicy, Scheme, Secret, ShareType,
@@ -18,7 +16,7 @@ use irmc::{
 };
 use md5::{Digest as _, Md5};
 
-const REPORT_S4: &str = include_str!("fixtures/report-s4-7.65F-rx300s8.xml");
+const REPORT_S4: &str = include_str!("../fixtures/report-s4-7.65F-rx300s8.xml");
 const PASSWORD: &str = "s3cr&t<pw";
 
 fn client(bmc: &TestBmc) -> IrmcClient {

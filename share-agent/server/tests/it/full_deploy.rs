@@ -6,11 +6,9 @@
 //! prepare-instance (ramdisk powers off, boot from disk) -> OS running.
 //! The test plays the coordinator: it sends each job when Ironic would.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use irmc_sim::boot::{BootConfig, SimBoot};
 use irmc_sim::ramdisk::RamdiskTiming;
 use irmc_sim::{PowerState, Sim, SimBuilder};

@@ -7,13 +7,11 @@
 //! real or simulated BMC: set `IRMC_MEASURE_ADDR` (and optionally
 //! `IRMC_MEASURE_PORT`, `IRMC_MEASURE_USER`, `IRMC_MEASURE_PASSWORD`,
 //! `IRMC_MEASURE_AUTH`=basic|digest, `IRMC_MEASURE_CA`=PEM file) and run
-//! `cargo test -p irmc --test measure -- --ignored --nocapture`.
-
-mod common;
+//! `cargo test -p irmc --test it measure_external -- --ignored --nocapture`.
 
 use std::time::{Duration, Instant};
 
-use common::{Reply, SCCI_OK, Seen, start, start_tls};
+use crate::common::{Reply, SCCI_OK, Seen, start, start_tls};
 use irmc::{
     AuthMethod, BmcConfig, BootMode, BootPersistence, BootTarget, IrmcClient, MediaKind,
     MediaLocation, PowerAction, Scheme, Secret, ShareType, TlsVerify,

@@ -1,11 +1,9 @@
 //! prepare-ramdisk end to end: coordinator stub -> real share-agent process ->
 //! irmc-sim; checked through the simulator's state and the share's files.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use irmc_sim::{BootEnabled, BootMode, BootTarget, PowerState};
 use vmedia_proto::v1 as pb;
 

@@ -1,6 +1,6 @@
 //! Boot ISOs checked with xorriso as the oracle, and the content-addressed ISO store.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -6,11 +6,9 @@
 //! space, so every write needs more than the file system has to give (kernel
 //! mounts of a tiny tmpfs or loop device are not available to tests here).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use vmedia_proto::v1 as pb;
 
 fn prepare(job_id: &str, node: &str, bmc: pb::BmcTarget) -> pb::Job {

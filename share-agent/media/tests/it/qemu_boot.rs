@@ -5,7 +5,7 @@
 //! Needs qemu-system-x86_64, ovmf, busybox-static, cpio and a Debian kernel; the kernel is
 //! fetched once by `qemu-kernel.sh` into the target dir (`apt-get download`).
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -1,11 +1,9 @@
 //! Start-up refusals: the real binary exits non-zero with ONE line naming the option.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::agent_bin;
+use crate::common::agent_bin;
 
 fn run(config: &str, dir: &Path) -> (i32, String, String) {
     let path = dir.join("agent.toml");

@@ -6,7 +6,7 @@ use irmc::{
     PowerState, ResetType, ScciCommand, Secret, Settings, ShareType,
 };
 
-const REPORT_S4: &str = include_str!("fixtures/report-s4-7.65F-rx300s8.xml");
+const REPORT_S4: &str = include_str!("../fixtures/report-s4-7.65F-rx300s8.xml");
 
 #[test]
 fn power_on_cmdseq_exact_bytes() {

@@ -1,6 +1,6 @@
 //! Parameter images read back by real mtools and dosfstools.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

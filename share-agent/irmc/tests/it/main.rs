@@ -1,0 +1,9 @@
+//! The `irmc` integration tests, one binary (one link) for all of them.
+//! `common` is the scriptable in-test BMC; fixtures (real iRMC captures) are
+//! in `tests/fixtures/`.
+
+mod client;
+mod common;
+mod logs;
+mod measure;
+mod wire;

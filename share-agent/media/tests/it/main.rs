@@ -1,0 +1,9 @@
+//! The `boot-media` integration tests, one binary (one link) for all of them.
+//! `common` finds system tools and loaders; the shell scripts the QEMU test runs
+//! stay in `tests/`.
+
+mod cache;
+mod common;
+mod fat_mtools;
+mod iso;
+mod qemu_boot;
