@@ -2,8 +2,10 @@
 //! (S4, S5, S6) needs for virtual-media provisioning.
 //!
 //! # Layout
-//! - [`wire`]: every wire format (SCCI `<CMDSEQ>`/`<Status>`, the settings
-//!   dump, `/report.xml`, Redfish JSON). Pure functions with golden tests.
+//! - [`wire`]: every wire format, one file each under `wire/` (SCCI
+//!   `<CMDSEQ>`/`<Status>`, the virtual drives' ConfigSpace items, the
+//!   settings dump, `/report.xml`, Redfish JSON). Pure functions; golden
+//!   tests in `tests/it/wire.rs`.
 //! - `config`: [`BmcConfig`] (Ironic `driver_info` names), [`Secret`],
 //!   retry and polling policies.
 //! - `client`: [`IrmcClient`], the async HTTP client (auth, TLS, retries).
