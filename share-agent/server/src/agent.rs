@@ -1,638 +1,145 @@
-//! The agent's shared state and the per-job context jobs run in.
+//! The top of the crate: builds the shared state, the image cache and ISO
+//! store, the HTTP side and the coordinator link, runs them until shutdown
+//! and waits for them. Only this module knows every other one.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use boot_media::{BootIsoStore, CachedImage, ImageCache, MediaError};
-use irmc::{BmcConfig, IrmcClient, IrmcError};
-use tokio::sync::Semaphore;
-use tokio::time::Instant;
-use vmedia_proto::v1 as pb;
+use boot_media::{BootIsoStore, CacheConfig, GlanceConfig, ImageCache};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::AgentError;
-use crate::http::{HeartbeatBus, Publications};
-use crate::jobs::registry::{JobRegistry, UpdateSink};
+use crate::state::Agent;
+use crate::{filestream, http, link};
 
-/// Directory (under the share root) holding one sub-directory per node.
-pub const NODES_DIR: &str = "nodes";
-/// The parameter image's file name inside a node's directory.
-pub const PARAMS_FILE: &str = "params.img";
-
-/// What the agent remembers about a node between jobs (in memory only: a
-/// restarted agent still cleans up by deleting the node's directory).
-#[derive(Debug, Default)]
-pub struct NodeRecord {
-    /// Cache entries this node holds a reference on (deploy ISO, boot ISO...).
-    pub cache_refs: Vec<CachedImage>,
-    /// Boot ISOs built for this node (share-relative names in the ISO store).
-    pub iso_refs: Vec<String>,
-    /// Virtual media currently attached by us.
-    pub media_attached: bool,
-}
-
-/// What we learnt from a BMC's /report.xml (asked once per BMC).
-#[derive(Debug, Clone)]
-pub struct BmcCaps {
-    /// "iRMC S4".
-    pub model: String,
-    /// "7.65F".
-    pub firmware: String,
-    /// Virtual floppy available (else the parameter image goes on a remote HD).
-    pub has_virtual_fd: bool,
-}
-
-/// Shared state of one agent process.
-pub struct Agent {
-    /// Effective configuration.
-    pub cfg: Config,
-    /// Canonical share root.
-    pub share_root: PathBuf,
-    /// Content-addressed image cache on the share.
-    pub cache: ImageCache,
-    /// Content-addressed boot ISOs on the share.
-    pub iso_store: Arc<BootIsoStore>,
-    /// Images published for download by ramdisks.
-    pub publications: Arc<Publications>,
-    /// Heartbeat wake-ups.
-    pub heartbeats: Arc<HeartbeatBus>,
-    /// Jobs.
-    pub jobs: JobRegistry,
-    /// Where job updates go.
-    pub sink: UpdateSink,
-    /// HTTP client for ramdisk commands.
-    pub ramdisk_http: reqwest::Client,
-    bmc_permits: Arc<Semaphore>,
-    clients: Mutex<HashMap<String, IrmcClient>>,
-    /// One HTTP connection pool per (TLS verification, timeout): building a
-    /// TLS client costs milliseconds, a per-node client on a shared pool
-    /// costs nothing.
-    pools: Mutex<HashMap<String, reqwest::Client>>,
-    caps: Mutex<HashMap<String, BmcCaps>>,
-    nodes: Mutex<HashMap<String, NodeRecord>>,
-    allocated: AtomicU64,
-}
-
-/// At most this many BMC clients are kept warm (connection pool + digest nonce).
-const CLIENT_CACHE: usize = 4096;
-
-impl Agent {
-    /// Assembles the agent.
-    pub fn new(
-        cfg: Config,
-        share_root: PathBuf,
-        cache: ImageCache,
-        iso_store: Arc<BootIsoStore>,
-        ramdisk_http: reqwest::Client,
-    ) -> Self {
-        let permits = usize::try_from(cfg.bmc_max_concurrent).unwrap_or(64);
-        let history = cfg.job_history;
-        Self {
-            cfg,
-            share_root,
-            cache,
-            iso_store,
-            publications: Arc::default(),
-            heartbeats: Arc::default(),
-            jobs: JobRegistry::new(history),
-            sink: UpdateSink::default(),
-            ramdisk_http,
-            bmc_permits: Arc::new(Semaphore::new(permits)),
-            clients: Mutex::default(),
-            pools: Mutex::default(),
-            caps: Mutex::default(),
-            nodes: Mutex::default(),
-            allocated: AtomicU64::new(0),
-        }
+/// Runs the agent until `shutdown` fires. `share_root` is the canonical root
+/// returned by [`crate::checks::check_share_root`].
+pub async fn run(
+    mut cfg: Config,
+    share_root: PathBuf,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
+    let listener = tokio::net::TcpListener::bind(cfg.http_listen)
+        .await
+        .map_err(|e| {
+            AgentError::config(
+                "http_listen",
+                format!("cannot bind {}: {e}", cfg.http_listen),
+            )
+        })?;
+    let bound = listener.local_addr().map_err(|e| AgentError::Http {
+        addr: cfg.http_listen.to_string(),
+        reason: e.to_string(),
+    })?;
+    // An ephemeral port (tests) is only known now.
+    if cfg.http_listen.port() == 0 && cfg.ipa_api_url.ends_with(":0") {
+        cfg.ipa_api_url = format!("http://{bound}");
+    }
+    if cfg.ipa_api_url.contains("://0.0.0.0") || cfg.ipa_api_url.contains("://[::]") {
+        tracing::warn!(ipa_api_url = %cfg.ipa_api_url, "ipa_api_url is a wildcard address; ramdisks cannot reach it (set ipa_api_url)");
     }
 
-    /// A node's directory on the share.
-    pub fn node_dir(&self, node: &str) -> PathBuf {
-        self.share_root.join(NODES_DIR).join(node)
-    }
-
-    /// Share-relative name of a node's parameter image (what the iRMC is told).
-    pub fn params_share_name(node: &str) -> String {
-        format!("{NODES_DIR}/{node}/{PARAMS_FILE}")
-    }
-
-    /// Runs `f` on a node's record.
-    pub fn with_node<T>(&self, node: &str, f: impl FnOnce(&mut NodeRecord) -> T) -> T {
-        let mut g = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
-        f(g.entry(node.to_string()).or_default())
-    }
-
-    /// Forgets a node entirely; returns its record.
-    pub fn take_node(&self, node: &str) -> NodeRecord {
-        let mut g = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
-        g.remove(node).unwrap_or_default()
-    }
-
-    /// Nodes with virtual media attached right now.
-    pub fn active_boots(&self) -> u32 {
-        let g = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
-        u32::try_from(g.values().filter(|r| r.media_attached).count()).unwrap_or(u32::MAX)
-    }
-
-    /// Bytes allocated by per-node files written since start (net of deletions).
-    pub fn allocated(&self) -> u64 {
-        self.allocated.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn add_allocated(&self, n: u64) {
-        self.allocated.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub(crate) fn sub_allocated(&self, n: u64) {
-        let _ = self
-            .allocated
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(n))
-            });
-    }
-
-    /// The HTTP client for a node's ramdisk: with IPA's auto-TLS (an https
-    /// callback URL and a certificate from its heartbeat) a client trusting
-    /// exactly that certificate, else the shared client (system roots).
-    pub fn ramdisk_http_for(
-        &self,
-        node: &str,
-        callback_url: &str,
-    ) -> Result<reqwest::Client, String> {
-        if !callback_url.trim().starts_with("https://") {
-            return Ok(self.ramdisk_http.clone());
-        }
-        let Some(pem) = self.heartbeats.ca(node) else {
-            return Ok(self.ramdisk_http.clone());
-        };
-        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-            .map_err(|e| format!("agent_verify_ca from the ramdisk's heartbeat is not PEM: {e}"))?;
-        reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .tls_certs_only(certs)
-            .build()
-            .map_err(|e| format!("cannot build an HTTPS client for agent_verify_ca: {e}"))
-    }
-
-    /// Free bytes on the share (0 when it cannot be read).
-    pub fn free_bytes(&self) -> u64 {
-        boot_media::free_bytes(&self.share_root).unwrap_or(0)
-    }
-
-    /// The heartbeat message for the coordinator.
-    pub fn heartbeat(&self) -> pb::AgentHeartbeat {
-        let stats = self.cache.stats();
-        let (iso_entries, iso_bytes) = self.iso_store.stats();
-        pb::AgentHeartbeat {
-            free_bytes: self.free_bytes(),
-            active_boots: self.active_boots(),
-            running_jobs: self.jobs.running(),
-            cache_entries: stats.entries as u64 + iso_entries as u64,
-            cache_bytes: stats.bytes + iso_bytes,
-            share_bytes_allocated: self.allocated(),
-        }
-    }
-
-    fn client_for(&self, cfg: BmcConfig, key: String) -> Result<IrmcClient, IrmcError> {
-        let mut g = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = g.get(&key) {
-            return Ok(c.clone());
-        }
-        let pool_key = format!("{:?}|{}", cfg.verify, cfg.timeout.as_millis());
-        let http = {
-            let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-            match pools.get(&pool_key) {
-                Some(h) => h.clone(),
-                None => {
-                    let h = IrmcClient::http_client(&cfg.verify, cfg.timeout)?;
-                    pools.insert(pool_key, h.clone());
-                    h
-                }
-            }
-        };
-        let c = IrmcClient::with_http(cfg, http);
-        if g.len() >= CLIENT_CACHE {
-            // Any entry will do: a dropped client only costs a new TLS
-            // handshake (and a digest round trip) next time.
-            if let Some(k) = g.keys().next().cloned() {
-                g.remove(&k);
-            }
-        }
-        g.insert(key, c.clone());
-        Ok(c)
-    }
-
-    fn caps_of(&self, bmc: &str) -> Option<BmcCaps> {
-        self.caps
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(bmc)
-            .cloned()
-    }
-
-    fn set_caps(&self, bmc: &str, caps: BmcCaps) {
-        self.caps
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(bmc.to_string(), caps);
-    }
-}
-
-/// A node uuid is used as a directory name: allow only what uuids and
-/// Ironic node names contain, so no job can reach outside `nodes/`.
-pub fn check_node_name(node: &str) -> Result<(), AgentError> {
-    let ok = !node.is_empty()
-        && node.len() <= 128
-        && node != "."
-        && node != ".."
-        && node
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
-    if ok {
-        Ok(())
-    } else {
-        Err(AgentError::InvalidJob {
-            node: node.escape_default().to_string(),
-            field: "node_uuid".to_string(),
-            reason: "must be a uuid or name made of letters, digits, '-', '_', '.', '~'"
-                .to_string(),
-        })
-    }
-}
-
-/// Builds the iRMC client config from the job's BMC target (Ironic driver_info meaning).
-pub fn bmc_config(node: &str, t: &pb::BmcTarget) -> Result<BmcConfig, AgentError> {
-    let invalid = |field: &str, reason: String| AgentError::InvalidJob {
-        node: node.to_string(),
-        field: format!("bmc.{field}"),
-        reason,
+    let http_client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| {
+            AgentError::config(
+                "glance_endpoint",
+                format!("cannot build the HTTP client: {e}"),
+            )
+        })?;
+    let glance = match &cfg.glance {
+        Some(g) => Some(GlanceConfig {
+            endpoint: g.endpoint.parse().map_err(|e| {
+                AgentError::config("glance_endpoint", format!("{:?}: {e}", g.endpoint))
+            })?,
+            token: boot_media::cache::Secret::new(g.token.expose()),
+        }),
+        None => None,
     };
-    if t.address.trim().is_empty() {
-        return Err(invalid("address", "irmc_address is required".into()));
-    }
-    let port = match t.port {
-        0 => 443,
-        p => u16::try_from(p).map_err(|_| invalid("port", format!("{p} is not a TCP port")))?,
+    let cache = ImageCache::new(CacheConfig {
+        share_root: share_root.clone(),
+        dir: "cache".to_string(),
+        max_bytes: cfg.cache.max_bytes,
+        ttl: cfg.cache.ttl,
+        glance,
+        http: http_client.clone(),
+    })
+    .map_err(|e| {
+        AgentError::startup(
+            "remote_image_share_root",
+            format!("cannot open the image cache: {e}"),
+        )
+    })?;
+    let iso_store = BootIsoStore::new(share_root.clone(), "boot-iso").map_err(|e| {
+        AgentError::startup(
+            "remote_image_share_root",
+            format!("cannot open the boot ISO store: {e}"),
+        )
+    })?;
+
+    let coordinators = link::Coordinators::new(&cfg.coordinator, &cfg.coordinator_tls)?;
+    let agent = Arc::new(Agent::new(
+        cfg,
+        share_root,
+        cache,
+        Arc::new(iso_store),
+        http_client,
+    ));
+
+    let state = http::HttpState {
+        publications: agent.publications.clone(),
+        heartbeats: agent.heartbeats.clone(),
+        link: coordinators.clone(),
+        agent_id: agent.cfg.agent_id.clone(),
+        chunks: filestream::ChunkPool::new(http::IMAGE_CHUNK, http::IMAGE_CHUNKS_KEPT),
     };
-    let mut cfg = BmcConfig::new(
-        t.address.trim(),
-        t.username.clone(),
-        irmc::Secret::new(t.password.clone()),
+    let app = http::router(state);
+    tracing::info!(listen = %bound, ipa_api_url = %agent.cfg.ipa_api_url, "serving images and ramdisk callbacks");
+    // A line a parent process can parse (tests, the demo).
+    println!(
+        "share-agent {} listening on http://{bound}",
+        agent.cfg.agent_id
     );
-    cfg.port = port;
-    cfg.scheme = irmc::Scheme::for_port(port);
-    cfg.auth = match t.auth_method.trim() {
-        "" => irmc::AuthMethod::Basic,
-        other => other
-            .parse()
-            .map_err(|r: String| invalid("auth_method", r))?,
-    };
-    if t.client_timeout_s > 0 {
-        cfg.timeout = Duration::from_secs(u64::from(t.client_timeout_s));
-    }
-    let v = t.verify_ca.trim();
-    cfg.verify = match v.to_ascii_lowercase().as_str() {
-        "" | "true" | "1" | "yes" | "on" => irmc::TlsVerify::System,
-        "false" | "0" | "no" | "off" => irmc::TlsVerify::Insecure,
-        _ => irmc::TlsVerify::CaFile(PathBuf::from(v)),
-    };
-    Ok(cfg.with_node(node))
-}
 
-/// Everything one job needs: the agent, who it is for, a BMC client and
-/// the counters that end up in `JobOutput`.
-pub struct JobCtx {
-    /// The agent.
-    pub agent: Arc<Agent>,
-    /// Job id.
-    pub job_id: String,
-    /// Node uuid.
-    pub node: String,
-    /// BMC address (for error context).
-    pub bmc: String,
-    target: pb::BmcTarget,
-    client: Option<(IrmcClient, u64)>,
-    /// Accumulated output.
-    pub out: pb::JobOutput,
-    progress: Arc<Mutex<ProgressGate>>,
-}
-
-/// Progress lines of one job reach the coordinator at most once per
-/// [`PROGRESS_EVERY`]. A step shorter than that is only logged (at debug level); a
-/// longer one is reported once it has lasted that long, by a timer armed when a
-/// line is held back. Without the gate every step was one message on the session
-/// and one event the coordinator built and broadcast: about 24 per deploy, most of
-/// them for steps of a millisecond that no one can watch anyway.
-#[derive(Default)]
-struct ProgressGate {
-    last_sent: Option<Instant>,
-    held: Option<pb::JobUpdate>,
-    armed: bool,
-}
-
-/// See [`ProgressGate`].
-pub const PROGRESS_EVERY: Duration = Duration::from_millis(500);
-
-impl JobCtx {
-    /// A context for `job`.
-    pub fn new(agent: Arc<Agent>, job: &pb::Job) -> Self {
-        let target = job.bmc.clone().unwrap_or_default();
-        Self {
-            agent,
-            job_id: job.job_id.clone(),
-            node: job.node_uuid.clone(),
-            bmc: target.address.clone(),
-            target,
-            client: None,
-            out: pb::JobOutput::default(),
-            progress: Arc::new(Mutex::new(ProgressGate {
-                // The job's start counts as a report: the coordinator knows it sent it.
-                last_sent: Some(Instant::now()),
-                ..ProgressGate::default()
-            })),
-        }
-    }
-
-    /// Reports a progress line.
-    pub async fn progress(&self, line: &str) {
-        tracing::debug!(job = %self.job_id, node = %self.node, "{line}");
-        let u = pb::JobUpdate {
-            job_id: self.job_id.clone(),
-            node_uuid: self.node.clone(),
-            state: pb::JobState::Running as i32,
-            progress: line.to_string(),
-            output: Some(self.out_with_requests()),
-            ..Default::default()
-        };
-        if !self.agent.jobs.record(&u) {
-            return;
-        }
-        enum Gate {
-            SendNow,
-            Held,
-            HeldUntil(Instant),
-        }
-        let now = Instant::now();
-        let mut u = Some(u);
-        let gate = {
-            let mut g = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-            let due = g.last_sent.map_or(now, |t| t + PROGRESS_EVERY);
-            if now >= due {
-                g.last_sent = Some(now);
-                g.held = None;
-                Gate::SendNow
-            } else {
-                g.held = u.take();
-                if std::mem::replace(&mut g.armed, true) {
-                    Gate::Held
-                } else {
-                    Gate::HeldUntil(due)
-                }
-            }
-        };
-        match gate {
-            Gate::SendNow => {
-                if let Some(u) = u {
-                    self.agent.sink.send(u).await;
-                }
-            }
-            Gate::Held => {}
-            Gate::HeldUntil(due) => {
-                let gate = self.progress.clone();
-                let agent = self.agent.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep_until(due).await;
-                    let held = {
-                        let mut g = gate.lock().unwrap_or_else(|e| e.into_inner());
-                        g.armed = false;
-                        let held = g.held.take();
-                        if held.is_some() {
-                            g.last_sent = Some(Instant::now());
-                        }
-                        held
-                    };
-                    // `record` refuses it once the job has finished: a result is never
-                    // followed by an older progress line.
-                    if let Some(u) = held
-                        && agent.jobs.record(&u)
-                    {
-                        agent.sink.send(u).await;
-                    }
-                });
-            }
-        }
-    }
-
-    /// The output so far, with the BMC request count filled in.
-    pub fn out_with_requests(&self) -> pb::JobOutput {
-        let mut o = self.out.clone();
-        o.bmc_requests = self.bmc_requests();
-        o
-    }
-
-    fn bmc_requests(&self) -> u32 {
-        self.client
-            .as_ref()
-            .map(|(c, base)| {
-                u32::try_from(c.requests_sent().saturating_sub(*base)).unwrap_or(u32::MAX)
-            })
-            .unwrap_or(0)
-    }
-
-    /// The BMC client (cached per BMC across jobs; counted per job).
-    pub fn client(&mut self) -> Result<IrmcClient, AgentError> {
-        if let Some((c, _)) = &self.client {
-            return Ok(c.clone());
-        }
-        let cfg = bmc_config(&self.node, &self.target)?;
-        let key = format!(
-            "{}|{}|{}|{}|{:?}|{:?}|{}|{}",
-            self.node,
-            cfg.address,
-            cfg.port,
-            cfg.username,
-            cfg.auth,
-            cfg.verify,
-            cfg.timeout.as_millis(),
-            self.target.password
-        );
-        let c = self
-            .agent
-            .client_for(cfg, key)
-            .map_err(|e| self.irmc_err("set up the BMC client", e))?;
-        let base = c.requests_sent();
-        self.client = Some((c.clone(), base));
-        Ok(c)
-    }
-
-    /// Runs one BMC operation under the agent-wide concurrency bound.
-    pub async fn bmc<T, F>(&self, op: &str, fut: F) -> Result<T, AgentError>
-    where
-        F: Future<Output = Result<T, IrmcError>>,
-    {
-        let _permit = self
-            .agent
-            .bmc_permits
-            .acquire()
+    let sd = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { sd.cancelled().await })
             .await
-            .map_err(|_| self.timeout_err(op, Duration::ZERO))?;
-        fut.await.map_err(|e| self.irmc_err(op, e))
-    }
-
-    /// The BMC's capabilities (report.xml once per BMC, then cached).
-    pub async fn caps(&mut self) -> Result<BmcCaps, AgentError> {
-        let key = format!("{}:{}", self.target.address, self.target.port);
-        if let Some(c) = self.agent.caps_of(&key) {
-            self.fill_caps(&c);
-            return Ok(c);
+    });
+    // Size limit and TTL of the cache are also enforced when nothing writes.
+    let gc_agent = agent.clone();
+    let gc_stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                () = gc_stop.cancelled() => return,
+                _ = tick.tick() => {
+                    if let Err(e) = gc_agent.cache.gc(0).await {
+                        tracing::warn!(error = %e, "periodic cache gc failed");
+                    }
+                }
+            }
         }
-        self.refresh_caps().await
-    }
+    });
+    let link_task = tokio::spawn(link::run(agent.clone(), coordinators, shutdown.clone()));
 
-    /// Reads report.xml now and refreshes the cache.
-    pub async fn refresh_caps(&mut self) -> Result<BmcCaps, AgentError> {
-        let key = format!("{}:{}", self.target.address, self.target.port);
-        let client = self.client()?;
-        let r = self.bmc("reading report.xml", client.report()).await?;
-        let caps = BmcCaps {
-            model: r.model,
-            firmware: r.firmware,
-            has_virtual_fd: r.has_virtual_fd,
-        };
-        self.agent.set_caps(&key, caps.clone());
-        self.fill_caps(&caps);
-        Ok(caps)
-    }
-
-    fn fill_caps(&mut self, c: &BmcCaps) {
-        self.out.bmc_model = c.model.clone();
-        self.out.bmc_firmware = c.firmware.clone();
-        self.out.bmc_has_virtual_fd = c.has_virtual_fd;
-    }
-
-    /// Maps a client error.
-    pub fn irmc_err(&self, op: &str, e: IrmcError) -> AgentError {
-        AgentError::Bmc {
-            node: self.node.clone(),
-            bmc: self.bmc.clone(),
-            operation: op.to_string(),
-            transient: e.is_transient(),
+    shutdown.cancelled().await;
+    let _ = link_task.await;
+    match server.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(AgentError::Http {
+            addr: bound.to_string(),
             reason: e.to_string(),
-        }
-    }
-
-    /// Maps a media error.
-    pub fn media_err(&self, op: &str, e: MediaError) -> AgentError {
-        AgentError::Media {
-            node: self.node.clone(),
-            bmc: self.bmc.clone(),
-            operation: op.to_string(),
+        }),
+        Err(e) => Err(AgentError::Http {
+            addr: bound.to_string(),
             reason: e.to_string(),
-        }
-    }
-
-    /// A file error.
-    pub fn io_err(&self, op: &str, path: &Path, e: std::io::Error) -> AgentError {
-        AgentError::Io {
-            node: self.node.clone(),
-            bmc: self.bmc.clone(),
-            operation: op.to_string(),
-            path: path.to_path_buf(),
-            source: e,
-        }
-    }
-
-    /// A timeout.
-    pub fn timeout_err(&self, op: &str, after: Duration) -> AgentError {
-        AgentError::Timeout {
-            node: self.node.clone(),
-            bmc: self.bmc.clone(),
-            operation: op.to_string(),
-            after,
-        }
-    }
-
-    /// An invalid job field.
-    pub fn invalid(&self, field: &str, reason: impl Into<String>) -> AgentError {
-        AgentError::InvalidJob {
-            node: self.node.clone(),
-            field: field.to_string(),
-            reason: reason.into(),
-        }
-    }
-
-    /// Fails with `ShareFull` unless `needed` bytes fit above the reserve;
-    /// under pressure the caches are collected first (never an entry in use).
-    pub async fn ensure_space(&self, op: &str, path: &Path, needed: u64) -> Result<(), AgentError> {
-        let reserve = self.agent.cfg.share.min_free_bytes;
-        let want = needed.saturating_add(reserve);
-        let free =
-            boot_media::free_bytes(&self.agent.share_root).map_err(|e| self.media_err(op, e))?;
-        if free >= want {
-            return Ok(());
-        }
-        let short = want - free;
-        if let Err(e) = self.agent.cache.gc(short).await {
-            tracing::warn!(node = %self.node, error = %e, "cache gc failed");
-        }
-        let store = self.agent.iso_store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.gc(want)).await;
-        let free =
-            boot_media::free_bytes(&self.agent.share_root).map_err(|e| self.media_err(op, e))?;
-        if free >= want {
-            return Ok(());
-        }
-        Err(AgentError::ShareFull {
-            node: self.node.clone(),
-            bmc: self.bmc.clone(),
-            operation: op.to_string(),
-            path: path.to_path_buf(),
-            needed,
-            free,
-            reserve,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn node_names() {
-        assert!(check_node_name("1be26c0b-03f2-4d2e-ae87-c02d7f33c123").is_ok());
-        assert!(check_node_name("rack1-node_07").is_ok());
-        for bad in ["", ".", "..", "../x", "a/b", "a b", "x\0"] {
-            assert!(check_node_name(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn bmc_target_conversion() {
-        let t = pb::BmcTarget {
-            address: "127.0.0.1".into(),
-            port: 8443,
-            username: "admin".into(),
-            password: "p<&>".into(),
-            auth_method: "digest".into(),
-            client_timeout_s: 5,
-            verify_ca: "false".into(),
-        };
-        let c = bmc_config("n1", &t).unwrap();
-        assert_eq!(c.port, 8443);
-        assert_eq!(c.auth, irmc::AuthMethod::Digest);
-        assert_eq!(c.timeout, Duration::from_secs(5));
-        assert_eq!(c.verify, irmc::TlsVerify::Insecure);
-        assert!(!format!("{c:?}").contains("p<&>"));
-        let bad = pb::BmcTarget {
-            auth_method: "ntlm".into(),
-            ..t
-        };
-        let e = bmc_config("n1", &bad).unwrap_err().to_string();
-        assert!(e.contains("bmc.auth_method"), "{e}");
+        }),
     }
 }

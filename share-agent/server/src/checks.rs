@@ -232,4 +232,17 @@ mod tests {
         );
         assert_eq!(e, vec!["/srv/share", "/srv/with space", "/a"]);
     }
+
+    /// The shipped NFS export and Samba share name the root the shipped
+    /// config (`deploy/share-agent.toml`, checked in `config`) uses.
+    #[test]
+    fn shipped_share_files_parse() {
+        let exports = parse_exports(include_str!("../../../deploy/exports"));
+        assert_eq!(exports, vec!["/remote_image_share_root"]);
+        let smb = parse_smb_conf(include_str!("../../../deploy/smb.conf.share"));
+        assert_eq!(
+            smb,
+            vec![("share".into(), Some("/remote_image_share_root".into()))]
+        );
+    }
 }

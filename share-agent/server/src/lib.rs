@@ -6,15 +6,27 @@
 //! # Layout
 //! - [`config`]: the TOML/flag/env configuration (Ironic `[irmc]` names).
 //! - [`checks`]: start-up checks on the share root (refusals and warnings).
+//! - [`agent`]: [`run`], which builds everything below and runs it until shutdown.
 //! - [`link`]: the coordinator link (`AgentLink.Session`, reconnects, mTLS, follows
 //!   the leader among several coordinator replicas).
-//! - [`jobs`]: the job engine (idempotency, per-node serialisation) and the
-//!   jobs themselves (prepare-ramdisk, write-image, prepare-instance, ...).
-//! - [`agent`]: shared state (caches, BMC clients, node records) and the
-//!   per-job context.
 //! - [`http`]: images for ramdisks (Range), Ironic's ramdisk endpoints.
+//! - [`jobs`]: the jobs themselves (prepare-ramdisk, write-image,
+//!   prepare-instance, ...) and the per-job context they run in.
+//! - [`state`]: the shared state (caches, BMC clients, node records) jobs get.
+//! - [`registry`]: job bookkeeping (idempotency, per-node serialisation) and
+//!   the sink updates leave by.
+//! - [`bus`]: what jobs and the HTTP side hand each other (published images,
+//!   heartbeat wake-ups).
 //! - [`ramdisk`]: client of the ramdisk's command API.
+//! - [`filestream`]: chunked file bodies for image downloads.
 //! - [`error`], [`secret`]: the error type and the redacting secret type.
+//!
+//! # Layering (each module uses only those below it)
+//! `agent` (wires everything) > `http` > `link` > `jobs` > `state` > `bus`,
+//! `registry`, `ramdisk`, `checks`, `filestream` > `config` > `error`, `secret`.
+//! `http` sees the coordinator only through [`link::Coordinators`] and the jobs
+//! only through [`bus`]; nothing below `agent` names it. `main.rs` calls
+//! [`checks`] and [`run`].
 //!
 //! # Invariants
 //! - The share layout: `nodes/<uuid>/params.img` per node (deleted by
@@ -32,6 +44,7 @@
 //! `boot-media` know nothing about gRPC.
 
 pub mod agent;
+pub mod bus;
 pub mod checks;
 pub mod config;
 pub mod error;
@@ -40,144 +53,10 @@ pub mod http;
 pub mod jobs;
 pub mod link;
 pub mod ramdisk;
+pub mod registry;
 pub mod secret;
+pub mod state;
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
-
-use boot_media::{BootIsoStore, CacheConfig, GlanceConfig, ImageCache};
-use tokio_util::sync::CancellationToken;
-
+pub use agent::run;
 pub use config::{Cli, Config};
 pub use error::AgentError;
-
-/// Runs the agent until `shutdown` fires. `share_root` is the canonical root
-/// returned by [`checks::check_share_root`].
-pub async fn run(
-    mut cfg: Config,
-    share_root: PathBuf,
-    shutdown: CancellationToken,
-) -> Result<(), AgentError> {
-    let listener = tokio::net::TcpListener::bind(cfg.http_listen)
-        .await
-        .map_err(|e| {
-            AgentError::config(
-                "http_listen",
-                format!("cannot bind {}: {e}", cfg.http_listen),
-            )
-        })?;
-    let bound = listener.local_addr().map_err(|e| AgentError::Http {
-        addr: cfg.http_listen.to_string(),
-        reason: e.to_string(),
-    })?;
-    // An ephemeral port (tests) is only known now.
-    if cfg.http_listen.port() == 0 && cfg.ipa_api_url.ends_with(":0") {
-        cfg.ipa_api_url = format!("http://{bound}");
-    }
-    if cfg.ipa_api_url.contains("://0.0.0.0") || cfg.ipa_api_url.contains("://[::]") {
-        tracing::warn!(ipa_api_url = %cfg.ipa_api_url, "ipa_api_url is a wildcard address; ramdisks cannot reach it (set ipa_api_url)");
-    }
-
-    let http_client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| {
-            AgentError::config(
-                "glance_endpoint",
-                format!("cannot build the HTTP client: {e}"),
-            )
-        })?;
-    let glance = match &cfg.glance {
-        Some(g) => Some(GlanceConfig {
-            endpoint: g.endpoint.parse().map_err(|e| {
-                AgentError::config("glance_endpoint", format!("{:?}: {e}", g.endpoint))
-            })?,
-            token: boot_media::cache::Secret::new(g.token.expose()),
-        }),
-        None => None,
-    };
-    let cache = ImageCache::new(CacheConfig {
-        share_root: share_root.clone(),
-        dir: "cache".to_string(),
-        max_bytes: cfg.cache.max_bytes,
-        ttl: cfg.cache.ttl,
-        glance,
-        http: http_client.clone(),
-    })
-    .map_err(|e| {
-        AgentError::startup(
-            "remote_image_share_root",
-            format!("cannot open the image cache: {e}"),
-        )
-    })?;
-    let iso_store = BootIsoStore::new(share_root.clone(), "boot-iso").map_err(|e| {
-        AgentError::startup(
-            "remote_image_share_root",
-            format!("cannot open the boot ISO store: {e}"),
-        )
-    })?;
-
-    let coordinators = link::Coordinators::new(&cfg.coordinator, &cfg.coordinator_tls)?;
-    let agent = Arc::new(agent::Agent::new(
-        cfg,
-        share_root,
-        cache,
-        Arc::new(iso_store),
-        http_client,
-    ));
-
-    let state = http::HttpState {
-        publications: agent.publications.clone(),
-        heartbeats: agent.heartbeats.clone(),
-        link: coordinators.clone(),
-        agent_id: agent.cfg.agent_id.clone(),
-        chunks: filestream::ChunkPool::new(http::IMAGE_CHUNK, http::IMAGE_CHUNKS_KEPT),
-    };
-    let app = http::router(state);
-    tracing::info!(listen = %bound, ipa_api_url = %agent.cfg.ipa_api_url, "serving images and ramdisk callbacks");
-    // A line a parent process can parse (tests, the demo).
-    println!(
-        "share-agent {} listening on http://{bound}",
-        agent.cfg.agent_id
-    );
-
-    let sd = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { sd.cancelled().await })
-            .await
-    });
-    // Size limit and TTL of the cache are also enforced when nothing writes.
-    let gc_agent = agent.clone();
-    let gc_stop = shutdown.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(600));
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                () = gc_stop.cancelled() => return,
-                _ = tick.tick() => {
-                    if let Err(e) = gc_agent.cache.gc(0).await {
-                        tracing::warn!(error = %e, "periodic cache gc failed");
-                    }
-                }
-            }
-        }
-    });
-    let link_task = tokio::spawn(link::run(agent.clone(), coordinators, shutdown.clone()));
-
-    shutdown.cancelled().await;
-    let _ = link_task.await;
-    match server.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(AgentError::Http {
-            addr: bound.to_string(),
-            reason: e.to_string(),
-        }),
-        Err(e) => Err(AgentError::Http {
-            addr: bound.to_string(),
-            reason: e.to_string(),
-        }),
-    }
-}

@@ -17,10 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use vmedia_proto::v1 as pb;
 
-use crate::agent::Agent;
 use crate::config::CoordinatorTls;
 use crate::error::AgentError;
 use crate::jobs;
+use crate::state::Agent;
 
 /// The gRPC channel to the coordinator (lazy: connects on first use and
 /// reconnects by itself; the unary ramdisk relays share it). An https

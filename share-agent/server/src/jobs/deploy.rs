@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use vmedia_proto::v1 as pb;
 
-use crate::agent::JobCtx;
 use crate::error::AgentError;
+use crate::jobs::JobCtx;
 use crate::ramdisk::{CommandStatus, RamdiskClient, command_status};
 use crate::secret::Secret;
 

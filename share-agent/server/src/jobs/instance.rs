@@ -8,8 +8,8 @@ use irmc::{BootPersistence, BootTarget, MediaKind, PowerAction, PowerState};
 use serde_json::json;
 use vmedia_proto::v1 as pb;
 
-use crate::agent::JobCtx;
 use crate::error::AgentError;
+use crate::jobs::JobCtx;
 use crate::jobs::power_text;
 use crate::jobs::prepare::{boot_mode, location};
 use crate::ramdisk::RamdiskClient;

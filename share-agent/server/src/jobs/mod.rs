@@ -1,6 +1,6 @@
 //! Jobs sent by the coordinator over the `Session` stream.
 //!
-//! - `registry`: idempotency by job id, per-node locks, latest updates.
+//! - `ctx`: [`JobCtx`], the per-job context (BMC client, progress, errors).
 //! - `prepare`: prepare-ramdisk (deploy ISO, parameter image, media, boot).
 //! - `deploy`: write-image (the ramdisk conversation).
 //! - `instance`: prepare-instance and clean-up.
@@ -11,19 +11,21 @@
 //! node; every failure is a FAILED update whose text names the node, the BMC
 //! and the operation; a panicking job becomes a FAILED update, never a stuck one.
 
+pub mod ctx;
 pub mod deploy;
 pub mod instance;
 pub mod prepare;
-pub mod registry;
 
 use std::sync::Arc;
 
 use irmc::{PowerAction, PowerState};
 use vmedia_proto::v1 as pb;
 
-use crate::agent::{Agent, JobCtx, check_node_name};
+pub use ctx::{JobCtx, bmc_config, check_node_name};
+
 use crate::error::AgentError;
-use registry::Admission;
+use crate::registry::Admission;
+use crate::state::Agent;
 
 /// Accepts a job from the coordinator.
 pub fn submit(agent: &Arc<Agent>, job: pb::Job) {

@@ -15,9 +15,10 @@ use irmc::{
 };
 use vmedia_proto::v1 as pb;
 
-use crate::agent::{Agent, JobCtx};
 use crate::config::ShareType;
 use crate::error::AgentError;
+use crate::jobs::JobCtx;
+use crate::state::{Agent, PARAMS_FILE};
 
 /// Parses `boot_mode` ("uefi" default | "bios").
 pub fn boot_mode(ctx: &JobCtx, s: &str) -> Result<BootMode, AgentError> {
@@ -201,7 +202,7 @@ pub async fn write_param_image(
     let image = boot_media::parameter_image_sparse(params, form)
         .map_err(|e| ctx.media_err("building the parameter image", e))?;
     let dir = agent.node_dir(&ctx.node);
-    let path = dir.join(crate::agent::PARAMS_FILE);
+    let path = dir.join(PARAMS_FILE);
     let needed = image.allocated_bytes();
     ctx.ensure_space("writing the parameter image", &path, needed)
         .await?;
