@@ -15,6 +15,7 @@
 //! | [`files`] | the demo's media, its file server, secret files, share usage |
 //! | [`observe`] | listings and waits through the public API; the simulator's counters |
 //! | [`fleet`] | a running fleet: start, kill, restart, enroll, drive |
+//! | [`agentlink`] | the AgentLink protocol with one side faked: coordinator or agent |
 //!
 //! Security is on by default, as in production: a development PKI from
 //! [`coordinator_client::pki::init_dev_pki`] (the code behind `vmedia certs init`) gives
@@ -33,6 +34,7 @@
 //! Nothing in the product crates depends on this crate; only the CLI's `demo` and
 //! `bench`, and tests.
 
+pub mod agentlink;
 pub mod files;
 pub mod fleet;
 pub mod observe;

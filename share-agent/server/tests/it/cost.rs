@@ -26,7 +26,7 @@ fn cpu_ms(pid: u32) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cost_per_prepared_node() {
     const N: usize = 40;
-    let stub = Stub::start().await;
+    let stub = FakeCoordinator::start().await;
     let agent = start_agent(&stub, AgentOpts::default()).await;
     stub.hello(0).await;
     std::fs::write(agent.share.join("deploy.iso"), vec![0u8; 1 << 20]).unwrap();

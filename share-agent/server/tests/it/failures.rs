@@ -35,7 +35,7 @@ fn info(job_id: &str, node: &str, bmc: pb::BmcTarget) -> pb::Job {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_share_fails_the_job_not_the_agent() {
-    let stub = Stub::start().await;
+    let stub = FakeCoordinator::start().await;
     let mut agent = start_agent(
         &stub,
         AgentOpts {
@@ -90,7 +90,7 @@ async fn full_share_fails_the_job_not_the_agent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hanging_bmc_times_out_and_the_next_job_runs() {
-    let stub = Stub::start().await;
+    let stub = FakeCoordinator::start().await;
     let mut agent = start_agent(&stub, AgentOpts::default()).await;
     stub.hello(0).await;
     std::fs::write(agent.share.join("deploy.iso"), b"iso").unwrap();
@@ -133,7 +133,7 @@ async fn hanging_bmc_times_out_and_the_next_job_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_jobs_are_refused_with_the_field_named() {
-    let stub = Stub::start().await;
+    let stub = FakeCoordinator::start().await;
     let agent = start_agent(&stub, AgentOpts::default()).await;
     stub.hello(0).await;
     let (sim, ca) = start_sim(1, &agent.share, Boots::default(), None).await;
@@ -164,7 +164,7 @@ async fn bad_jobs_are_refused_with_the_field_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_and_reports_jobs_in_hello() {
-    let stub = Stub::start().await;
+    let stub = FakeCoordinator::start().await;
     let mut agent = start_agent(&stub, AgentOpts::default()).await;
     stub.hello(0).await;
     let (sim, ca) = start_sim(1, &agent.share, Boots::default(), None).await;
@@ -230,7 +230,7 @@ async fn reconnects_and_reports_jobs_in_hello() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_of_one_node_run_one_at_a_time_and_can_be_cancelled() {
-    let stub = Stub::start().await;
+    let stub = FakeCoordinator::start().await;
     let agent = start_agent(&stub, AgentOpts::default()).await;
     stub.hello(0).await;
     let (sim, ca) = start_sim(1, &agent.share, Boots::default(), None).await;

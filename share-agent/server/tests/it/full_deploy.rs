@@ -24,7 +24,7 @@ async fn deploy_one_node_end_to_end() {
         eprintln!("skipping: isolinux not installed and CI unset");
         return;
     }
-    let stub = Stub::start().await;
+    let stub = FakeCoordinator::start().await;
     let agent = start_agent(&stub, AgentOpts::default()).await;
     stub.hello(0).await;
     // The stub coordinator looks this node up by its BOOTIF MAC.

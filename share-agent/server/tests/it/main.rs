@@ -1,5 +1,5 @@
 //! The `share-agent` integration tests, one binary (one link) for all of them.
-//! `common` is the harness: a coordinator stub, the real `share-agent`
+//! `common` is the harness: a fake coordinator, the real `share-agent`
 //! process and an in-process `irmc-sim`. Every test talks to the agent
 //! process over loopback, so tests sharing this binary share no state.
 

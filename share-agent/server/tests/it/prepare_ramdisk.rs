@@ -1,4 +1,4 @@
-//! prepare-ramdisk end to end: coordinator stub -> real share-agent process ->
+//! prepare-ramdisk end to end: fake coordinator -> real share-agent process ->
 //! irmc-sim; checked through the simulator's state and the share's files.
 
 use std::time::Duration;
@@ -28,7 +28,7 @@ fn prepare_job(job_id: &str, node: &str, bmc: pb::BmcTarget) -> pb::Job {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepare_ramdisk_attaches_media_and_boots_from_cd() {
-    let stub = Stub::start().await;
+    let stub = FakeCoordinator::start().await;
     let agent = start_agent(
         &stub,
         AgentOpts {
@@ -245,7 +245,7 @@ async fn prepare_ramdisk_attaches_media_and_boots_from_cd() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firmware_without_virtual_fd_gets_a_hard_disk_image() {
-    let stub = Stub::start().await;
+    let stub = FakeCoordinator::start().await;
     let agent = start_agent(&stub, AgentOpts::default()).await;
     stub.hello(0).await;
     std::fs::write(agent.share.join("deploy.iso"), b"iso").unwrap();
@@ -263,7 +263,7 @@ async fn firmware_without_virtual_fd_gets_a_hard_disk_image() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepare_instance_ejects_deletes_and_boots_from_disk() {
-    let stub = Stub::start().await;
+    let stub = FakeCoordinator::start().await;
     let agent = start_agent(&stub, AgentOpts::default()).await;
     stub.hello(0).await;
     std::fs::write(agent.share.join("deploy.iso"), b"iso").unwrap();
@@ -350,7 +350,7 @@ async fn deploy_iso_built_once_from_kernel_and_ramdisk() {
         eprintln!("skipping: isolinux not installed and CI unset");
         return;
     }
-    let stub = Stub::start().await;
+    let stub = FakeCoordinator::start().await;
     let agent = start_agent(&stub, AgentOpts::default()).await;
     stub.hello(0).await;
     std::fs::write(agent.share.join("deploy.kernel"), vec![1u8; 300_000]).unwrap();

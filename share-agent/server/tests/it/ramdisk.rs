@@ -18,7 +18,7 @@ const VERSION: (&str, &str) = ("X-OpenStack-Ironic-API-Version", "1.68");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ironic_ramdisk_endpoints() {
-    let stub = Stub::start().await;
+    let stub = FakeCoordinator::start().await;
     let agent = start_agent(
         &stub,
         AgentOpts {
@@ -338,7 +338,7 @@ async fn run(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_image_drives_the_ramdisk_and_serves_the_image() {
-    let stub = Stub::start().await;
+    let stub = FakeCoordinator::start().await;
     let agent = start_agent(
         &stub,
         AgentOpts {
@@ -480,7 +480,7 @@ async fn write_image_drives_the_ramdisk_and_serves_the_image() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_image_over_ipa_auto_tls() {
-    let stub = Stub::start().await;
+    let stub = FakeCoordinator::start().await;
     let agent = start_agent(&stub, AgentOpts::default()).await;
     stub.hello(0).await;
     let node = "4be26c0b-03f2-4d2e-ae87-c02d7f33c126";
@@ -535,7 +535,7 @@ async fn write_image_over_ipa_auto_tls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_write_fails_the_job_with_the_ramdisk_error() {
-    let stub = Stub::start().await;
+    let stub = FakeCoordinator::start().await;
     let agent = start_agent(&stub, AgentOpts::default()).await;
     stub.hello(0).await;
     let node = "5be26c0b-03f2-4d2e-ae87-c02d7f33c127";

@@ -16,7 +16,7 @@ async fn agent_dials_the_coordinator_over_mtls() {
             server.signing_key.serialize_pem(),
         ))
         .client_ca_root(Certificate::from_pem(client.cert.pem()));
-    let stub = Stub::start_with(Some(tls)).await;
+    let stub = FakeCoordinator::start_with(Some(tls)).await;
 
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("coordinator-ca.pem");
