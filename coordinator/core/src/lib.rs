@@ -17,12 +17,14 @@
 //!   of a persisted intent; [`bmc_target`] reads driver_info.
 //! - Placement: [`place`]`(&PlacementNode, &[AgentView], &Loads) -> Placement` and
 //!   [`rebalance`] for whole fleets.
+//! - Admission: [`admit`]`(&AdmissionInput) -> Vec<AdmissionStep>`: which queued nodes are
+//!   placed and which get admitted (and a boot slot) in one round; [`free_slots`].
 //! - [`new_agent_token`]`([u8; 32]) -> Secret`.
 //!
 //! # Layout
 //! - `state.rs` enums; `node.rs` model; `secret.rs`; `validate.rs`; `machine.rs`
-//!   (`step` and its types); `placement.rs`; `error.rs` ([`CoreError`], the crate's one
-//!   error type).
+//!   (`step` and its types); `placement.rs`; `admission.rs`; `error.rs` ([`CoreError`],
+//!   the crate's one error type).
 //!
 //! # Invariants
 //! - Only [`step`] changes a [`NodeStatus`] (besides the store's version counter).
@@ -30,6 +32,7 @@
 //!   `SendJob` action that sends it: persist, then act.
 //! - Secrets ([`Secret`], secret driver_info keys) never appear in Debug/Display.
 
+mod admission;
 mod error;
 mod machine;
 mod node;
@@ -38,6 +41,7 @@ mod secret;
 mod state;
 mod validate;
 
+pub use admission::{AdmissionInput, AdmissionStep, AgentSlots, QueuedNode, admit, free_slots};
 pub use error::{CoreError, StepError, ValidationError};
 pub use machine::{
     Action, BmcTarget, Event, JobOutputs, JobResult, JobSpec, MachineConfig, Transition,

@@ -1,10 +1,12 @@
 //! Admission: boot slots, and the round that places queued nodes and admits them while
-//! their agent (and the global cap) has room.
+//! their agent (and the global cap) has room. The policy is `coordinator_core::admit`, a
+//! pure function; this module gathers its inputs and applies its steps.
 
-use coordinator_core::{self as core, AgentView, Event, PlacementNode};
+use coordinator_core::{
+    self as core, AdmissionInput, AdmissionStep, AgentSlots, Event, PlacementNode, QueuedNode,
+};
 use uuid::Uuid;
 
-use super::agents::Health;
 use super::commit::Batch;
 use super::nodes::bmc_ip;
 use super::{Engine, lock};
@@ -38,28 +40,29 @@ impl Engine {
         }
     }
 
-    /// Admission round: places queued nodes and admits them while their agent (and the
-    /// global cap) has room. Nodes behind a full agent do not block nodes of other agents.
+    /// The agents as admission sees them (in id order).
+    fn agent_slots(&self) -> Vec<AgentSlots> {
+        self.agent_views()
+            .into_iter()
+            .zip(self.agents.values())
+            .map(|(view, a)| AgentSlots {
+                view,
+                connected: a.session.is_some(),
+                active: a.active,
+            })
+            .collect()
+    }
+
+    /// Admission round: asks the policy (`coordinator_core::admit`) which queued nodes to
+    /// place and admit, then applies its steps.
     pub(super) fn admit(&mut self, b: &mut Batch) {
         if lock(&self.queue).is_empty() {
             return;
         }
-        let global_cap = self.cfg.max_concurrent;
-        // Free boot slots on agents that can take work: lets the loop skip, cheaply, the
-        // (possibly thousands of) placed deploys that can only wait.
-        let mut free: u64 = self
-            .agents
-            .values()
-            .filter(|a| {
-                a.health == Health::Healthy
-                    && a.session.is_some()
-                    && !self.drained.contains(&a.view.id)
-            })
-            .map(|a| u64::from(a.view.capacity.saturating_sub(a.active)))
-            .sum();
+        let agents = self.agent_slots();
         // This round runs after every slot release, with thousands of placed deploys
-        // waiting: take only the entries it can move. `free` never grows during the round,
-        // so a placed deploy left out here would be skipped by the loop anyway.
+        // waiting: take only the entries it can move (the policy would skip the others).
+        let free = core::free_slots(&agents);
         let queued: Vec<(Uuid, bool)> = lock(&self.queue)
             .iter()
             .filter(|(uuid, needs_slot)| {
@@ -69,132 +72,74 @@ impl Engine {
         if queued.is_empty() {
             return;
         }
-        let views = self.agent_views();
-        for (uuid, needs_slot) in queued {
-            if needs_slot && free == 0 && self.placed_in_queue.contains(&uuid) {
-                continue;
-            }
-            if needs_slot && global_cap > 0 && self.active_total >= global_cap {
-                // Deploys wait for the global cap; verify/clean work behind them may go on.
-                continue;
-            }
-            let Some(node) = self.cache.get(&uuid) else {
-                lock(&self.queue).remove(&uuid);
-                continue;
-            };
-            let current = node.status.share.clone();
-            let current_ok = current
-                .as_ref()
-                .is_some_and(|s| views.iter().any(|v| &v.id == s && v.healthy && !v.drained));
-            let share = if current_ok {
-                current.clone()
-            } else {
-                let p = core::place(
-                    &PlacementNode {
+        let steps = {
+            let queue: Vec<QueuedNode<'_>> = queued
+                .iter()
+                .map(|&(uuid, needs_slot)| QueuedNode {
+                    uuid,
+                    needs_slot,
+                    placed: self.placed_in_queue.contains(&uuid),
+                    node: self.cache.get(&uuid).map(|node| PlacementNode {
                         uuid,
                         bmc_ip: bmc_ip(node),
                         share_selector: &node.spec.share_selector,
-                        current: current.as_deref(),
-                    },
-                    &views,
-                    &self.loads,
-                );
-                p.chosen
-            };
-            let Some(mut share) = share else { continue };
-            if needs_slot
-                && free > 0
-                && self
-                    .agents
-                    .get(&share)
-                    .is_some_and(|a| a.active >= a.view.capacity)
-                && let Some(other) = self.free_agent_for(uuid, &share, &views)
-            {
-                // Work-conserving admission: a deploy that would wait behind a full agent
-                // takes a free slot of another eligible agent instead. Nothing of the
-                // node is on its share before admission (the media are written by its
-                // first job), so the move is free, and without it one share holding a
-                // few nodes more than the others needs a whole extra round of deploys
-                // (64 nodes on 4 shares of 8 slots: 17 on one share = 3 rounds, not 2).
-                share = other;
-            }
-            if current.as_deref() != Some(share.as_str()) || !self.placed_in_queue.contains(&uuid) {
-                if let Err(e) = self.apply(
-                    b,
-                    uuid,
-                    Event::Placed {
-                        share: share.clone(),
-                    },
-                ) {
-                    tracing::warn!(node = %uuid, share, error = %e, "placement not applied");
-                    continue;
-                }
-                self.placed_in_queue.insert(uuid);
-            }
-            let Some(agent) = self.agents.get(&share) else {
-                continue;
-            };
-            if agent.session.is_none() {
-                continue;
-            }
-            if needs_slot && agent.active >= agent.view.capacity {
-                continue;
-            }
-            lock(&self.queue).remove(&uuid);
-            self.placed_in_queue.remove(&uuid);
-            if needs_slot {
-                self.take_slot(uuid, share.clone());
-                free = free.saturating_sub(1);
-            }
-            if let Err(e) = self.apply(
-                b,
-                uuid,
-                Event::Admitted {
-                    agent_token: token(),
-                },
-            ) {
-                tracing::warn!(node = %uuid, share, error = %e, "admission not applied");
-                self.release_slot(&uuid);
-            }
-        }
-    }
-
-    /// An eligible agent other than `full` with a free boot slot and a live session,
-    /// chosen by core placement among those (so labels and BMC networks are respected).
-    /// Only agents holding at least two nodes fewer than `full` qualify: every move then
-    /// narrows the spread of loads, so balance only improves and nodes do not wander
-    /// between equally loaded agents.
-    fn free_agent_for(&self, uuid: Uuid, full: &str, views: &[AgentView]) -> Option<String> {
-        let node = self.cache.get(&uuid)?;
-        let load = |id: &str| self.loads.per_agent.get(id).copied().unwrap_or(0);
-        let full_load = load(full);
-        let open: Vec<AgentView> = views
-            .iter()
-            .filter(|v| {
-                v.id != full
-                    && load(&v.id) + 1 < full_load
-                    && v.healthy
-                    && !v.drained
-                    && self
-                        .agents
-                        .get(&v.id)
-                        .is_some_and(|a| a.session.is_some() && a.active < a.view.capacity)
+                        current: node.status.share.as_deref(),
+                    }),
+                })
+                .collect();
+            core::admit(&AdmissionInput {
+                queue: &queue,
+                agents: &agents,
+                loads: &self.loads,
+                global_cap: self.cfg.max_concurrent,
+                active_total: self.active_total,
             })
-            .cloned()
-            .collect();
-        if open.is_empty() {
-            return None;
+        };
+        let mut not_placed = None;
+        for step in steps {
+            match step {
+                AdmissionStep::Forget { node } => {
+                    lock(&self.queue).remove(&node);
+                }
+                AdmissionStep::Place { node, agent } => {
+                    if let Err(e) = self.apply(
+                        b,
+                        node,
+                        Event::Placed {
+                            share: agent.clone(),
+                        },
+                    ) {
+                        tracing::warn!(node = %node, share = agent, error = %e, "placement not applied");
+                        not_placed = Some(node);
+                        continue;
+                    }
+                    self.placed_in_queue.insert(node);
+                }
+                AdmissionStep::Admit {
+                    node,
+                    agent,
+                    takes_slot,
+                } => {
+                    if not_placed == Some(node) {
+                        continue;
+                    }
+                    lock(&self.queue).remove(&node);
+                    self.placed_in_queue.remove(&node);
+                    if takes_slot {
+                        self.take_slot(node, agent.clone());
+                    }
+                    if let Err(e) = self.apply(
+                        b,
+                        node,
+                        Event::Admitted {
+                            agent_token: token(),
+                        },
+                    ) {
+                        tracing::warn!(node = %node, share = agent, error = %e, "admission not applied");
+                        self.release_slot(&node);
+                    }
+                }
+            }
         }
-        core::place(
-            &PlacementNode {
-                uuid,
-                bmc_ip: bmc_ip(node),
-                share_selector: &node.spec.share_selector,
-                current: None,
-            },
-            &open,
-            &self.loads,
-        )
-        .chosen
     }
 }
