@@ -22,25 +22,8 @@ use vmedia_proto::v1 as pb;
 use vmedia_proto::v1::nodes_client::NodesClient;
 use vmedia_proto::v1::shares_client::SharesClient;
 
-/// An API token; never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
-
-impl Token {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("******")
-    }
-}
+/// An API token: the product-wide secret type, never printed.
+pub use secret::Secret as Token;
 
 /// What a client needs besides the address.
 #[derive(Debug, Clone, Default)]

@@ -9,67 +9,9 @@ use std::time::Duration;
 
 use crate::error::IrmcError;
 
-/// A secret string (BMC password, share password). `Debug` and `Display`
-/// print `******`; the only way to read the value is [`Secret::expose`], so
-/// every place that puts a secret on the wire is easy to find.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The clear-text value. Call it only where the value goes on the wire.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// True when the secret is the empty string.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("******")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("******")
-    }
-}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Self {
-        Self(value)
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Self {
-        Self(value.to_owned())
-    }
-}
-
-/// Read from configuration files as the plain string.
-impl<'de> serde::Deserialize<'de> for Secret {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Self)
-    }
-}
-
-/// Written redacted: the only serialisation of a configuration is its start-up print,
-/// which must not show secrets (an unset secret stays visibly empty).
-impl serde::Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(if self.0.is_empty() { "" } else { "******" })
-    }
-}
+/// BMC and share passwords: the product-wide secret type (`Debug`/`Display` print
+/// `******`; the clear text only through `expose`).
+pub use secret::Secret;
 
 /// HTTP authentication scheme (`irmc_auth_method`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -55,7 +55,7 @@ pub async fn run(
             endpoint: g.endpoint.parse().map_err(|e| {
                 AgentError::config("glance_endpoint", format!("{:?}: {e}", g.endpoint))
             })?,
-            token: boot_media::cache::Secret::new(g.token.expose()),
+            token: g.token.clone(),
         }),
         None => None,
     };

@@ -14,7 +14,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AgentError;
-use crate::secret::Secret;
+use secret::Secret;
 
 /// How the iRMCs reach the share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

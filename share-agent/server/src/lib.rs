@@ -19,11 +19,11 @@
 //!   heartbeat wake-ups).
 //! - [`ramdisk`]: client of the ramdisk's command API.
 //! - [`filestream`]: chunked file bodies for image downloads.
-//! - [`error`], [`secret`]: the error type and the redacting secret type.
+//! - [`error`]: the error type. Secrets are the product-wide `secret::Secret`.
 //!
 //! # Layering (each module uses only those below it)
 //! `agent` (wires everything) > `http` > `link` > `jobs` > `state` > `bus`,
-//! `registry`, `ramdisk`, `checks`, `filestream` > `config` > `error`, `secret`.
+//! `registry`, `ramdisk`, `checks`, `filestream` > `config` > `error`.
 //! `http` sees the coordinator only through [`link::Coordinators`] and the jobs
 //! only through [`bus`]; nothing below `agent` names it. `main.rs` calls
 //! [`checks`] and [`run`].
@@ -54,7 +54,6 @@ pub mod jobs;
 pub mod link;
 pub mod ramdisk;
 pub mod registry;
-pub mod secret;
 pub mod state;
 
 pub use agent::run;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::error::AgentError;
-use crate::secret::Secret;
+use secret::Secret;
 
 /// One ramdisk, reached at its heartbeat `callback_url`.
 pub struct RamdiskClient {

@@ -27,7 +27,6 @@ mod evict;
 mod index;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,31 +41,8 @@ use crate::iso::file_identity;
 pub use download::redact_url;
 use index::{Sidecar, State, digest_present, hash_file};
 
-/// A secret string (token, password). `Debug` and `Display` print `******`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself, for putting on the wire.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("******")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("******")
-    }
-}
+/// Tokens (Glance): the product-wide secret type.
+pub use secret::Secret;
 
 /// Where Glance is and how to authenticate.
 #[derive(Debug, Clone)]

@@ -17,7 +17,7 @@ use vmedia_proto::v1 as pb;
 use crate::error::AgentError;
 use crate::jobs::JobCtx;
 use crate::ramdisk::{CommandStatus, RamdiskClient, command_status};
-use crate::secret::Secret;
+use secret::Secret;
 
 /// Timeout of one ramdisk request (Ironic's `[agent]command_timeout`).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);

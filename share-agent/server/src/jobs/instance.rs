@@ -13,7 +13,7 @@ use crate::jobs::JobCtx;
 use crate::jobs::power_text;
 use crate::jobs::prepare::{boot_mode, location};
 use crate::ramdisk::RamdiskClient;
-use crate::secret::Secret;
+use secret::Secret;
 
 /// Deletes the node's directory (parameter image and anything else per node).
 async fn delete_node_files(ctx: &mut JobCtx) -> Result<(), AgentError> {

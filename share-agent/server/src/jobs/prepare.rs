@@ -41,7 +41,7 @@ pub fn location(agent: &Agent, image_name: &str) -> MediaLocation {
         share_name: s.remote_image_share_name.clone(),
         image_name: image_name.to_string(),
         user_name: s.remote_image_user_name.clone(),
-        password: irmc::Secret::new(s.remote_image_user_password.expose().to_string()),
+        password: s.remote_image_user_password.clone(),
         domain: s.remote_image_user_domain.clone(),
     }
 }
