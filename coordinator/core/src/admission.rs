@@ -27,6 +27,7 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
+use crate::agent::AgentId;
 use crate::placement::{AgentView, Loads, PlacementNode, place};
 
 /// One share agent as admission sees it.
@@ -74,12 +75,12 @@ pub enum AdmissionStep {
     /// The caller no longer holds the node: drop it from the queue.
     Forget { node: Uuid },
     /// Tell the node where it is placed (`Event::Placed`); it may go on waiting there.
-    Place { node: Uuid, agent: String },
+    Place { node: Uuid, agent: AgentId },
     /// Admit the node on `agent` (`Event::Admitted`); with `takes_slot` it holds one of
     /// the agent's boot slots from now on.
     Admit {
         node: Uuid,
-        agent: String,
+        agent: AgentId,
         takes_slot: bool,
     },
 }
@@ -104,11 +105,11 @@ pub fn admit(input: &AdmissionInput<'_>) -> Vec<AdmissionStep> {
         return out;
     }
     let views: Vec<AgentView> = input.agents.iter().map(|a| a.view.clone()).collect();
-    let index: HashMap<&str, usize> = input
+    let index: HashMap<&AgentId, usize> = input
         .agents
         .iter()
         .enumerate()
-        .map(|(i, a)| (a.view.id.as_str(), i))
+        .map(|(i, a)| (&a.view.id, i))
         .collect();
     // What changes during the round: slots taken, and loads as nodes move.
     let mut active: Vec<u32> = input.agents.iter().map(|a| a.active).collect();
@@ -131,14 +132,14 @@ pub fn admit(input: &AdmissionInput<'_>) -> Vec<AdmissionStep> {
         };
         let current = node.current;
         let current_ok =
-            current.is_some_and(|s| views.iter().any(|v| v.id == s && v.healthy && !v.drained));
+            current.is_some_and(|s| views.iter().any(|v| &v.id == s && v.healthy && !v.drained));
         let chosen = if current_ok {
-            current.map(str::to_owned)
+            current.cloned()
         } else {
             place(&node, &views, &loads).chosen
         };
         let Some(mut agent) = chosen else { continue };
-        let full = |agent: &str, active: &[u32]| {
+        let full = |agent: &AgentId, active: &[u32]| {
             index
                 .get(agent)
                 .is_some_and(|&i| active[i] >= input.agents[i].view.capacity)
@@ -156,14 +157,14 @@ pub fn admit(input: &AdmissionInput<'_>) -> Vec<AdmissionStep> {
             // slots: 17 on one share = 3 rounds, not 2).
             agent = other;
         }
-        if current != Some(agent.as_str()) || !q.placed {
+        if current != Some(&agent) || !q.placed {
             moved(&mut loads, current, &agent);
             out.push(AdmissionStep::Place {
                 node: q.uuid,
                 agent: agent.clone(),
             });
         }
-        let Some(&i) = index.get(agent.as_str()) else {
+        let Some(&i) = index.get(&agent) else {
             continue;
         };
         if !input.agents[i].connected {
@@ -191,19 +192,19 @@ pub fn admit(input: &AdmissionInput<'_>) -> Vec<AdmissionStep> {
 /// and BMC networks are respected).
 fn free_agent_for(
     node: &PlacementNode<'_>,
-    full: &str,
+    full: &AgentId,
     agents: &[AgentSlots],
     active: &[u32],
     loads: &Loads,
-) -> Option<String> {
-    let load = |id: &str| loads.per_agent.get(id).copied().unwrap_or(0);
+) -> Option<AgentId> {
+    let load = |id: &AgentId| loads.per_agent.get(id).copied().unwrap_or(0);
     let full_load = load(full);
     let open: Vec<AgentView> = agents
         .iter()
         .zip(active)
         .filter(|(a, active)| {
             let v = &a.view;
-            v.id != full
+            &v.id != full
                 && load(&v.id) + 1 < full_load
                 && v.healthy
                 && !v.drained
@@ -227,7 +228,7 @@ fn free_agent_for(
 }
 
 /// A node moved from `from` to `to`: the loads follow (nothing when it stays).
-fn moved(loads: &mut Loads, from: Option<&str>, to: &str) {
+fn moved(loads: &mut Loads, from: Option<&AgentId>, to: &AgentId) {
     if from == Some(to) {
         return;
     }
@@ -237,6 +238,6 @@ fn moved(loads: &mut Loads, from: Option<&str>, to: &str) {
         }
         loads.total = loads.total.saturating_sub(1);
     }
-    *loads.per_agent.entry(to.to_owned()).or_insert(0) += 1;
+    *loads.per_agent.entry(to.clone()).or_insert(0) += 1;
     loads.total += 1;
 }

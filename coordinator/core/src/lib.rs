@@ -33,8 +33,11 @@
 //! - Secrets ([`Secret`], secret driver_info keys) never appear in Debug/Display.
 
 mod admission;
+mod agent;
 mod error;
+mod job;
 mod machine;
+mod mix;
 mod node;
 mod placement;
 mod secret;
@@ -42,11 +45,12 @@ mod state;
 mod validate;
 
 pub use admission::{AdmissionInput, AdmissionStep, AgentSlots, QueuedNode, admit, free_slots};
+pub use agent::AgentId;
 pub use error::{CoreError, StepError, ValidationError};
-pub use machine::{
-    Action, BmcTarget, Event, JobOutputs, JobResult, JobSpec, MachineConfig, Transition,
-    bmc_target, resume_job, step,
+pub use job::{
+    AuthMethod, BmcTarget, JobOutputs, JobResult, JobSpec, PowerAction, TlsVerify, bmc_target,
 };
+pub use machine::{Action, Event, MachineConfig, Transition, resume_job, step};
 pub use node::{DeployStep, JobIntent, JobKind, Node, NodeId, NodeSpec, NodeStatus};
 pub use placement::{
     AgentView, CandidateView, Cidr, Loads, Placement, PlacementConfig, PlacementNode, Rebalance,

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::agent::AgentId;
 use crate::secret::Secret;
 use crate::{PowerState, ProvisionState};
 
@@ -143,9 +144,10 @@ pub struct NodeStatus {
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power_state: Option<PowerState>,
-    /// Id of the share agent the node is placed on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub share: Option<String>,
+    /// The share agent the node is placed on. Stored under the JSON key `share` (the
+    /// stored format predates the name; the store's `share` column holds the same value).
+    #[serde(default, rename = "share", skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentId>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub progress: String,
     #[serde(default)]
@@ -180,7 +182,7 @@ impl NodeStatus {
             target_provision_state: None,
             last_error: None,
             power_state: None,
-            share: None,
+            agent: None,
             progress: String::new(),
             step: DeployStep::None,
             job: None,

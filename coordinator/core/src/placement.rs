@@ -28,7 +28,8 @@ use std::str::FromStr;
 use uuid::Uuid;
 
 use crate::CoreError;
-use crate::machine::mix64;
+use crate::agent::AgentId;
+use crate::mix::mix64;
 
 /// An IPv4/IPv6 network in CIDR form, e.g. `10.1.0.0/16`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,13 +99,13 @@ pub struct PlacementNode<'a> {
     pub bmc_ip: Option<IpAddr>,
     pub share_selector: &'a BTreeMap<String, String>,
     /// The agent the node is on now, if any.
-    pub current: Option<&'a str>,
+    pub current: Option<&'a AgentId>,
 }
 
 /// What placement needs to know about one share agent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentView {
-    pub id: String,
+    pub id: AgentId,
     /// Concurrent virtual-media boots; also its weight.
     pub capacity: u32,
     /// Networks of the BMCs it can reach; empty = all.
@@ -117,7 +118,7 @@ pub struct AgentView {
 /// Nodes currently placed on each agent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Loads {
-    pub per_agent: HashMap<String, u64>,
+    pub per_agent: HashMap<AgentId, u64>,
     /// All placed nodes (the sum of `per_agent`, or the fleet size if known).
     pub total: u64,
 }
@@ -138,7 +139,7 @@ impl Default for PlacementConfig {
 /// One agent as seen for one node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CandidateView {
-    pub id: String,
+    pub id: AgentId,
     pub eligible: bool,
     pub reason: String,
     pub score: f64,
@@ -149,7 +150,7 @@ pub struct CandidateView {
 /// Decision for one node, with the reasons.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Placement {
-    pub chosen: Option<String>,
+    pub chosen: Option<AgentId>,
     pub reason: String,
     /// Every agent, eligible ones first, by descending score.
     pub candidates: Vec<CandidateView>,
@@ -203,7 +204,7 @@ pub fn place_with(
         None
     } else if let Some(i) = node
         .current
-        .and_then(|cur| candidates[..eligible].iter().position(|c| c.id == cur))
+        .and_then(|cur| candidates[..eligible].iter().position(|c| &c.id == cur))
     {
         Some((i, "stays on its current agent (still eligible)".to_string()))
     } else if let Some(i) = candidates[..eligible]
@@ -323,7 +324,7 @@ struct Pool {
 
 impl Pool {
     fn new(agents: &[AgentView]) -> Self {
-        let keys = agents.iter().map(|a| agent_key(&a.id)).collect();
+        let keys = agents.iter().map(|a| agent_key(a.id.as_str())).collect();
         let weights: Vec<f64> = agents.iter().map(|a| f64::from(a.capacity)).collect();
         let total_weight = agents
             .iter()
@@ -381,7 +382,7 @@ pub enum RebalanceMode {
 /// Result of a batch placement; `assignments[i]` belongs to `nodes[i]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rebalance {
-    pub assignments: Vec<Option<String>>,
+    pub assignments: Vec<Option<AgentId>>,
     /// Nodes whose agent changed (including newly placed ones).
     pub moved: usize,
     /// Nodes that no agent can serve.
@@ -399,11 +400,8 @@ pub fn rebalance(
     cfg: &PlacementConfig,
 ) -> Rebalance {
     let pool = Pool::new(agents);
-    let index: HashMap<&str, usize> = agents
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (a.id.as_str(), i))
-        .collect();
+    let index: HashMap<&AgentId, usize> =
+        agents.iter().enumerate().map(|(i, a)| (&a.id, i)).collect();
     let usable: Vec<bool> = agents
         .iter()
         .map(|a| a.healthy && !a.drained && a.capacity > 0)
@@ -517,7 +515,7 @@ pub fn rebalance(
         .zip(out)
         .map(|(n, a)| {
             let id = a.map(|i| agents[i].id.clone());
-            if id.is_some() && id.as_deref() != n.current {
+            if id.is_some() && id.as_ref() != n.current {
                 moved += 1;
             }
             id

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use coordinator_core::{
-    AdmissionInput, AdmissionStep, AgentSlots, AgentView, Loads, PlacementNode, QueuedNode, admit,
-    free_slots,
+    AdmissionInput, AdmissionStep, AgentId, AgentSlots, AgentView, Loads, PlacementNode,
+    QueuedNode, admit, free_slots,
 };
 use uuid::Uuid;
 
@@ -12,7 +12,7 @@ use uuid::Uuid;
 fn agent(id: &str, capacity: u32, active: u32) -> AgentSlots {
     AgentSlots {
         view: AgentView {
-            id: id.to_string(),
+            id: id.into(),
             capacity,
             bmc_networks: Vec::new(),
             labels: BTreeMap::new(),
@@ -322,6 +322,11 @@ fn table() -> Vec<Row> {
 fn admission_table() {
     let empty = BTreeMap::new();
     for r in table() {
+        let currents: Vec<Option<AgentId>> = r
+            .queue
+            .iter()
+            .map(|q| q.current.map(AgentId::from))
+            .collect();
         let selectors: Vec<BTreeMap<String, String>> = r
             .queue
             .iter()
@@ -335,7 +340,8 @@ fn admission_table() {
             .queue
             .iter()
             .zip(&selectors)
-            .map(|(q, sel)| QueuedNode {
+            .zip(&currents)
+            .map(|((q, sel), current)| QueuedNode {
                 uuid: Uuid::from_u128(q.n),
                 needs_slot: q.needs_slot,
                 placed: q.placed,
@@ -343,12 +349,15 @@ fn admission_table() {
                     uuid: Uuid::from_u128(q.n),
                     bmc_ip: Some("10.0.0.1".parse().unwrap()),
                     share_selector: if q.selector.is_some() { sel } else { &empty },
-                    current: q.current,
+                    current: current.as_ref(),
                 }),
             })
             .collect();
-        let per_agent: HashMap<String, u64> =
-            r.loads.iter().map(|(a, n)| (a.to_string(), *n)).collect();
+        let per_agent: HashMap<AgentId, u64> = r
+            .loads
+            .iter()
+            .map(|(a, n)| (AgentId::from(*a), *n))
+            .collect();
         let loads = Loads {
             total: per_agent.values().sum(),
             per_agent,

@@ -1,8 +1,9 @@
 //! Table tests of the provision state machine.
 
 use coordinator_core::{
-    Action, CoreError, DeployStep, Event, JobIntent, JobKind, JobOutputs, JobResult, JobSpec,
-    MachineConfig, NodeSpec, NodeStatus, PowerState, ProvisionState as P, Secret, Verb, step,
+    Action, AuthMethod, CoreError, DeployStep, Event, JobIntent, JobKind, JobOutputs, JobResult,
+    JobSpec, MachineConfig, NodeSpec, NodeStatus, PowerState, ProvisionState as P, Secret,
+    TlsVerify, Verb, step,
 };
 use uuid::Uuid;
 
@@ -31,7 +32,7 @@ fn st(state: P, step_: DeployStep, kind: Option<JobKind>) -> NodeStatus {
     let mut s = NodeStatus::new(0);
     s.provision_state = state;
     s.step = step_;
-    s.share = Some("a1".into());
+    s.agent = Some("a1".into());
     s.job = kind.map(|kind| JobIntent {
         job_id: JOB,
         kind,
@@ -298,7 +299,7 @@ fn table() -> Vec<Row> {
         row(
             "placed",
             st(P::Deploying, S::Queued, None),
-            Event::Placed { share: "a2".into() },
+            Event::Placed { agent: "a2".into() },
             P::Deploying,
             S::Queued,
             &["emit"],
@@ -306,7 +307,7 @@ fn table() -> Vec<Row> {
         row(
             "placed again, same",
             st(P::Deploying, S::Queued, None),
-            Event::Placed { share: "a1".into() },
+            Event::Placed { agent: "a1".into() },
             P::Deploying,
             S::Queued,
             &["emit"],
@@ -449,7 +450,7 @@ fn table() -> Vec<Row> {
         row(
             "agent lost in wait call-back",
             st(P::WaitCallback, S::WaitCallback, None),
-            Event::AgentLost { share: "a1".into() },
+            Event::AgentLost { agent: "a1".into() },
             P::Deploying,
             S::Queued,
             &["release", "enqueue(slot)", "emit"],
@@ -457,7 +458,7 @@ fn table() -> Vec<Row> {
         row(
             "agent lost mid job",
             st(P::Deploying, S::WriteImage, Some(K::WriteImage)),
-            Event::AgentLost { share: "a1".into() },
+            Event::AgentLost { agent: "a1".into() },
             P::Deploying,
             S::Queued,
             &["cancel", "release", "enqueue(slot)", "emit"],
@@ -465,7 +466,7 @@ fn table() -> Vec<Row> {
         row(
             "agent lost while queued",
             st(P::Deploying, S::Queued, None),
-            Event::AgentLost { share: "a1".into() },
+            Event::AgentLost { agent: "a1".into() },
             P::Deploying,
             S::Queued,
             &["release", "enqueue(slot)", "emit"],
@@ -473,7 +474,7 @@ fn table() -> Vec<Row> {
         row(
             "agent lost while verifying",
             st(P::Verifying, S::Verify, Some(K::BmcInfo)),
-            Event::AgentLost { share: "a1".into() },
+            Event::AgentLost { agent: "a1".into() },
             P::Verifying,
             S::Queued,
             &["release", "cancel", "enqueue", "emit"],
@@ -481,7 +482,7 @@ fn table() -> Vec<Row> {
         row(
             "other agent lost",
             st(P::Deploying, S::WriteImage, Some(K::WriteImage)),
-            Event::AgentLost { share: "a9".into() },
+            Event::AgentLost { agent: "a9".into() },
             P::Deploying,
             S::WriteImage,
             &[],
@@ -489,7 +490,7 @@ fn table() -> Vec<Row> {
         row(
             "agent lost, idle node",
             st(P::Active, S::None, None),
-            Event::AgentLost { share: "a1".into() },
+            Event::AgentLost { agent: "a1".into() },
             P::Active,
             S::None,
             &["emit"],
@@ -662,7 +663,7 @@ fn check_invariants(name: &str, before: &NodeStatus, after: &NodeStatus, actions
             after.deadline_ms.is_some(),
             "{name}: a running job has a deadline"
         );
-        assert!(after.share.is_some(), "{name}: a job needs an agent");
+        assert!(after.agent.is_some(), "{name}: a job needs an agent");
     }
     if after.provision_state != before.provision_state {
         assert_eq!(
@@ -835,7 +836,7 @@ fn unexpected_events_are_errors() {
         "{e}"
     );
     let mut queued = st(P::Deploying, S::Queued, None);
-    queued.share = None;
+    queued.agent = None;
     assert!(
         step(&queued, &spec(), admitted(), NOW, &cfg).is_err(),
         "admission needs a share"
@@ -851,7 +852,7 @@ fn full_deploy_flow() {
     };
     let sp = spec();
     let mut s = st(P::Available, S::None, None);
-    s.share = None;
+    s.agent = None;
     let mut now = NOW;
     let mut go = |s: &NodeStatus, e: Event| {
         now += 1;
@@ -870,10 +871,10 @@ fn full_deploy_flow() {
     let t = go(
         &t.status,
         Event::Placed {
-            share: "agent-7".into(),
+            agent: "agent-7".into(),
         },
     );
-    assert_eq!(t.status.share.as_deref(), Some("agent-7"));
+    assert_eq!(t.status.agent.as_deref(), Some("agent-7"));
     let t = go(&t.status, admitted());
     let (intent, job) = job_of(&t).unwrap();
     ids.push(intent.job_id);
@@ -937,7 +938,7 @@ fn full_deploy_flow() {
     assert_eq!(t.status.target_provision_state, None);
     assert!(t.status.agent_token.is_none());
     assert!(!t.status.in_flight());
-    assert_eq!(t.status.share.as_deref(), Some("agent-7"), "stays placed");
+    assert_eq!(t.status.agent.as_deref(), Some("agent-7"), "stays placed");
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 3, "every job has its own id");
@@ -996,18 +997,18 @@ fn agent_lost_restarts_with_fresh_token_elsewhere() {
     let t = step(
         &s,
         &spec(),
-        Event::AgentLost { share: "a1".into() },
+        Event::AgentLost { agent: "a1".into() },
         NOW,
         &cfg,
     )
     .unwrap();
-    assert!(t.status.share.is_none());
+    assert!(t.status.agent.is_none());
     assert!(t.status.agent_token.is_none());
     assert!(t.status.deadline_ms.is_none());
     let t = step(
         &t.status,
         &spec(),
-        Event::Placed { share: "a2".into() },
+        Event::Placed { agent: "a2".into() },
         NOW,
         &cfg,
     )
@@ -1024,7 +1025,7 @@ fn agent_lost_restarts_with_fresh_token_elsewhere() {
     .unwrap();
     assert_eq!(t.status.step, S::PrepareRamdisk);
     assert_eq!(t.status.agent_token.as_ref().unwrap().expose(), "second");
-    assert_eq!(t.status.share.as_deref(), Some("a2"));
+    assert_eq!(t.status.agent.as_deref(), Some("a2"));
 }
 
 #[test]
@@ -1068,9 +1069,9 @@ fn bmc_target_defaults() {
     let b = coordinator_core::bmc_target(&spec()).unwrap();
     assert_eq!(b.address, "10.0.0.9");
     assert_eq!(b.port, 443);
-    assert_eq!(b.auth_method, "basic");
+    assert_eq!(b.auth_method, AuthMethod::Basic);
     assert_eq!(b.client_timeout_s, 60);
-    assert_eq!(b.verify_ca, "true");
+    assert_eq!(b.verify_ca, TlsVerify::System);
     assert_eq!(b.password.expose(), "pw");
     assert!(!format!("{b:?}").contains("\"pw\""));
     let mut sp = spec();
@@ -1078,7 +1079,21 @@ fn bmc_target_defaults() {
         .insert("irmc_verify_ca".into(), "False".into());
     sp.driver_info.insert("irmc_port".into(), "80".into());
     let b = coordinator_core::bmc_target(&sp).unwrap();
-    assert_eq!((b.port, b.verify_ca.as_str()), (80, "false"));
+    assert_eq!((b.port, b.verify_ca), (80, TlsVerify::Insecure));
+    sp.driver_info
+        .insert("irmc_verify_ca".into(), "/etc/ssl/bmc-ca.pem".into());
+    sp.driver_info
+        .insert("irmc_auth_method".into(), "digest".into());
+    let b = coordinator_core::bmc_target(&sp).unwrap();
+    assert_eq!(b.verify_ca, TlsVerify::CaFile("/etc/ssl/bmc-ca.pem".into()));
+    assert_eq!(b.auth_method, AuthMethod::Digest);
+    sp.driver_info
+        .insert("irmc_auth_method".into(), "ntlm".into());
+    assert_eq!(
+        coordinator_core::bmc_target(&sp).unwrap_err().to_string(),
+        "driver_info.irmc_auth_method: must be basic or digest, got \"ntlm\""
+    );
+    sp.driver_info.remove("irmc_auth_method");
     sp.driver_info.remove("irmc_address");
     assert_eq!(
         coordinator_core::bmc_target(&sp).unwrap_err().to_string(),
@@ -1129,6 +1144,17 @@ fn token_is_not_serialised_with_the_status() {
     assert!(fresh.len() < 120, "{fresh}");
 }
 
+#[test]
+fn the_agent_is_stored_under_the_share_key() {
+    // The stored status format names the agent `share`; renaming the field must not
+    // change what is written or what old rows read back as.
+    let s = st(P::Available, S::None, None);
+    let json = serde_json::to_string(&s).unwrap();
+    assert!(json.contains(r#""share":"a1""#), "{json}");
+    let back: NodeStatus = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.agent.as_deref(), Some("a1"));
+}
+
 mod random_walks {
     use super::*;
     use proptest::prelude::*;
@@ -1147,7 +1173,7 @@ mod random_walks {
             3 => Event::Verb(Verb::Undeploy),
             4 => Event::Verb(Verb::Rebuild),
             5 => Event::Verb(Verb::Abort),
-            6 => Event::Placed { share: "a1".into() },
+            6 => Event::Placed { agent: "a1".into() },
             7 => Event::Admitted {
                 agent_token: Secret::new(format!("t{now}")),
             },
@@ -1170,7 +1196,7 @@ mod random_walks {
             12 => Event::Timeout {
                 now_ms: now + 4_000_000,
             },
-            13 => Event::AgentLost { share: "a1".into() },
+            13 => Event::AgentLost { agent: "a1".into() },
             14 => Event::AgentDrained,
             _ => Event::Timeout { now_ms: now },
         }
@@ -1195,7 +1221,7 @@ mod random_walks {
                     if let Action::SendJob { intent, .. } = a {
                         prop_assert_eq!(t.status.job.as_ref(), Some(intent));
                         prop_assert!(ids.insert(intent.job_id), "job id reused");
-                        prop_assert!(t.status.share.is_some());
+                        prop_assert!(t.status.agent.is_some());
                     }
                 }
                 if t.status.job.is_some() {

@@ -6,15 +6,15 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use coordinator_core::{
-    AgentView, Cidr, Loads, PlacementConfig, PlacementNode, RebalanceMode, place, place_with,
-    rebalance,
+    AgentId, AgentView, Cidr, Loads, PlacementConfig, PlacementNode, RebalanceMode, place,
+    place_with, rebalance,
 };
 use proptest::prelude::*;
 use uuid::Uuid;
 
 fn agent(id: &str, capacity: u32) -> AgentView {
     AgentView {
-        id: id.to_string(),
+        id: id.into(),
         capacity,
         bmc_networks: Vec::new(),
         labels: BTreeMap::new(),
@@ -46,7 +46,7 @@ fn uuids(n: usize, seed: u64) -> Vec<Uuid> {
 
 static EMPTY: BTreeMap<String, String> = BTreeMap::new();
 
-fn pnode(uuid: Uuid, current: Option<&str>) -> PlacementNode<'_> {
+fn pnode(uuid: Uuid, current: Option<&AgentId>) -> PlacementNode<'_> {
     PlacementNode {
         uuid,
         bmc_ip: Some("10.0.0.1".parse().unwrap()),
@@ -55,7 +55,7 @@ fn pnode(uuid: Uuid, current: Option<&str>) -> PlacementNode<'_> {
     }
 }
 
-fn counts(assign: &[Option<String>]) -> HashMap<String, u64> {
+fn counts(assign: &[Option<AgentId>]) -> HashMap<AgentId, u64> {
     let mut m = HashMap::new();
     for a in assign.iter().flatten() {
         *m.entry(a.clone()).or_insert(0) += 1;
@@ -158,10 +158,11 @@ fn host_name_bmc_is_reachable_everywhere() {
 #[test]
 fn stays_while_eligible_moves_when_not() {
     let mut a = agents(4);
-    let n = pnode(Uuid::from_u128(99), Some("agent-03"));
+    let current = AgentId::from("agent-03");
+    let n = pnode(Uuid::from_u128(99), Some(&current));
     // Even an overloaded current agent keeps its node (warm caches, no churn).
     let loads = Loads {
-        per_agent: HashMap::from([("agent-03".to_string(), 1000)]),
+        per_agent: HashMap::from([("agent-03".into(), 1000)]),
         total: 1000,
     };
     let p = place(&n, &a, &loads);
@@ -178,8 +179,8 @@ fn oracle_choice(
     agents: &[AgentView],
     loads: &Loads,
     c: f64,
-    score: &HashMap<String, f64>,
-) -> Option<String> {
+    score: &HashMap<AgentId, f64>,
+) -> Option<AgentId> {
     let eligible: Vec<&AgentView> = agents
         .iter()
         .filter(|a| a.healthy && !a.drained && a.capacity > 0)
@@ -196,9 +197,9 @@ fn oracle_choice(
         })
         .collect();
     if let Some(cur) = node.current
-        && eligible.iter().any(|a| a.id == cur)
+        && eligible.iter().any(|a| &a.id == cur)
     {
-        return Some(cur.to_string());
+        return Some(cur.clone());
     }
     let total_w: f64 = agents
         .iter()
@@ -278,15 +279,15 @@ proptest! {
         } else {
             BTreeMap::new()
         };
-        let current = agents.get(cur).map(|a| a.id.as_str());
+        let current = agents.get(cur).map(|a| &a.id);
         let ip: IpAddr = format!("10.0.{ip_last}.7").parse().unwrap();
         let node = PlacementNode { uuid: Uuid::from_u128(node_u), bmc_ip: Some(ip), share_selector: &sel, current };
-        let per_agent: HashMap<String, u64> =
+        let per_agent: HashMap<AgentId, u64> =
             agents.iter().zip(&loads_v).map(|(a, l)| (a.id.clone(), *l)).collect();
         let loads = Loads { total: per_agent.values().sum(), per_agent };
         let cfg = PlacementConfig { load_factor: c };
         let p = place_with(&node, &agents, &loads, &cfg);
-        let score: HashMap<String, f64> = p.candidates.iter().map(|c| (c.id.clone(), c.score)).collect();
+        let score: HashMap<AgentId, f64> = p.candidates.iter().map(|c| (c.id.clone(), c.score)).collect();
         prop_assert_eq!(p.chosen.clone(), oracle_choice(&node, &agents, &loads, c, &score));
         prop_assert_eq!(p.candidates.len(), agents.len());
         // Scores do not depend on loads or eligibility: same node, same agent, same score.
@@ -306,7 +307,7 @@ proptest! {
         let mut sorted = ids.clone();
         sorted.sort();
         let mut loads = Loads { per_agent: HashMap::new(), total: n as u64 - 1 };
-        let mut want: HashMap<Uuid, Option<String>> = HashMap::new();
+        let mut want: HashMap<Uuid, Option<AgentId>> = HashMap::new();
         for u in sorted {
             let p = place_with(&pnode(u, None), &agents, &loads, &cfg);
             if let Some(a) = &p.chosen { *loads.per_agent.entry(a.clone()).or_insert(0) += 1; }
@@ -320,7 +321,7 @@ proptest! {
         let mut shuffled = nodes.clone();
         shuffled.rotate_left(rot % n);
         let r2 = rebalance(&shuffled, &agents, RebalanceMode::Repair, &cfg);
-        let m1: HashMap<Uuid, &Option<String>> = ids.iter().copied().zip(&r.assignments).collect();
+        let m1: HashMap<Uuid, &Option<AgentId>> = ids.iter().copied().zip(&r.assignments).collect();
         for (nd, a) in shuffled.iter().zip(&r2.assignments) {
             prop_assert_eq!(&a, &m1[&nd.uuid]);
         }
@@ -340,7 +341,7 @@ proptest! {
         prop_assert_eq!(r.moved, n);
         // Re-running on the result moves nothing (stability).
         let placed: Vec<PlacementNode<'_>> = ids.iter().zip(&r.assignments)
-            .map(|(u, a)| pnode(*u, a.as_deref())).collect();
+            .map(|(u, a)| pnode(*u, a.as_ref())).collect();
         prop_assert_eq!(rebalance(&placed, &a, RebalanceMode::Spread, &cfg).moved, 0);
     }
 
@@ -355,7 +356,7 @@ proptest! {
         let lost = lost % k;
         a[lost].healthy = false;
         let placed: Vec<PlacementNode<'_>> = ids.iter().zip(&before)
-            .map(|(u, a)| pnode(*u, a.as_deref())).collect();
+            .map(|(u, a)| pnode(*u, a.as_ref())).collect();
         let after = rebalance(&placed, &a, RebalanceMode::Repair, &cfg);
         let on_lost = before.iter().filter(|x| x.as_deref() == Some(a[lost].id.as_str())).count();
         prop_assert_eq!(after.moved, on_lost);
@@ -377,7 +378,7 @@ proptest! {
         let before = rebalance(&nodes, &a, RebalanceMode::Repair, &cfg).assignments;
         a.push(agent("newcomer", 8));
         let placed: Vec<PlacementNode<'_>> = ids.iter().zip(&before)
-            .map(|(u, a)| pnode(*u, a.as_deref())).collect();
+            .map(|(u, a)| pnode(*u, a.as_ref())).collect();
         let after = rebalance(&placed, &a, RebalanceMode::Spread, &cfg);
         let share = n as f64 / (k + 1) as f64;
         prop_assert!(after.moved as f64 <= share.floor() + 1.0, "moved {} > share {}", after.moved, share);
@@ -389,7 +390,7 @@ proptest! {
             let c = a.iter().find(|x| x.id == id).map_or(0.0, |x| f64::from(x.capacity));
             c / weight * n as f64
         };
-        let count = |v: &[Option<String>], id: &str| v.iter().filter(|x| x.as_deref() == Some(id)).count();
+        let count = |v: &[Option<AgentId>], id: &str| v.iter().filter(|x| x.as_deref() == Some(id)).count();
         for x in &a[..k] {
             let (was, now) = (count(&before, &x.id), count(&after.assignments, &x.id));
             prop_assert!(now == was || now as f64 > fair(&x.id) - 1.0,
@@ -520,7 +521,7 @@ fn scale_figures() {
         let placed: Vec<PlacementNode<'_>> = ids
             .iter()
             .zip(&r.assignments)
-            .map(|(u, x)| pnode(*u, x.as_deref()))
+            .map(|(u, x)| pnode(*u, x.as_ref()))
             .collect();
         let t = Instant::now();
         let lost = rebalance(&placed, &a2, RebalanceMode::Repair, &cfg);

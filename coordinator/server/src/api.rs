@@ -64,32 +64,6 @@ impl Api {
         node_to_proto(n, queue_position(&self.engine.queue, &n.uuid()))
     }
 
-    fn filter(
-        provision_state: &str,
-        share: &str,
-        name_prefix: &str,
-        with_last_error: bool,
-    ) -> Result<NodeFilter, ServerError> {
-        let provision_state = if provision_state.is_empty() {
-            None
-        } else {
-            Some(provision_state.parse::<ProvisionState>()?)
-        };
-        let opt = |s: &str| {
-            if s.is_empty() {
-                None
-            } else {
-                Some(s.to_owned())
-            }
-        };
-        Ok(NodeFilter {
-            provision_state,
-            share: opt(share),
-            name_prefix: opt(name_prefix),
-            with_last_error,
-        })
-    }
-
     async fn create(&self, req: pb::CreateNodeRequest) -> Result<pb::Node, ServerError> {
         let mut spec = convert::spec_from_create(req)?;
         core::normalize_spec(&mut spec);
@@ -171,7 +145,8 @@ impl Api {
                 "selector: set `all` to select every node, or narrow it by provision_state, share or name_prefix",
             ));
         }
-        let filter = Self::filter(&sel.provision_state, &sel.share, &sel.name_prefix, false)?;
+        let filter =
+            convert::node_filter(&sel.provision_state, &sel.share, &sel.name_prefix, false)?;
         let mut out = Vec::new();
         let mut marker = None;
         loop {
@@ -205,7 +180,7 @@ impl Nodes for Api {
 
     async fn list_nodes(&self, req: Request<pb::ListNodesRequest>) -> R<pb::ListNodesResponse> {
         let req = req.into_inner();
-        let filter = Self::filter(
+        let filter = convert::node_filter(
             &req.provision_state,
             &req.share,
             &req.name_prefix,
@@ -458,7 +433,7 @@ impl Shares for Api {
         let s = self
             .engine
             .call("drain share", |reply| Cmd::Drain {
-                share,
+                agent: share.into(),
                 drained: true,
                 reply,
             })
@@ -471,7 +446,7 @@ impl Shares for Api {
         let s = self
             .engine
             .call("undrain share", |reply| Cmd::Drain {
-                share,
+                agent: share.into(),
                 drained: false,
                 reply,
             })

@@ -9,9 +9,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use coordinator_core as core;
 use coordinator_core::{
-    BmcTarget, CoreError, InterfaceCheck, JobIntent, JobOutputs, JobResult, JobSpec, Node,
-    NodeSpec, Placement,
+    AgentId, BmcTarget, CoreError, InterfaceCheck, JobIntent, JobOutputs, JobResult, JobSpec, Node,
+    NodeSpec, Placement, ProvisionState, TlsVerify,
 };
+use coordinator_store::NodeFilter;
 use uuid::Uuid;
 use vmedia_proto::v1 as pb;
 
@@ -44,6 +45,34 @@ fn btree(m: HashMap<String, String>) -> BTreeMap<String, String> {
 pub fn parse_uuid(field: &str, s: &str) -> Result<Uuid, ServerError> {
     Uuid::parse_str(s)
         .map_err(|_| ServerError::invalid(format!("{field}: not a valid UUID: {s:?}")))
+}
+
+/// A node filter from the filter fields of a request (empty = not filtered). `share` is the
+/// agent id.
+pub fn node_filter(
+    provision_state: &str,
+    share: &str,
+    name_prefix: &str,
+    with_last_error: bool,
+) -> Result<NodeFilter, ServerError> {
+    let provision_state = if provision_state.is_empty() {
+        None
+    } else {
+        Some(provision_state.parse::<ProvisionState>()?)
+    };
+    let opt = |s: &str| {
+        if s.is_empty() {
+            None
+        } else {
+            Some(s.to_owned())
+        }
+    };
+    Ok(NodeFilter {
+        provision_state,
+        agent: opt(share).map(AgentId::from),
+        name_prefix: opt(name_prefix),
+        with_last_error,
+    })
 }
 
 /// The spec a `CreateNodeRequest` asks for (not yet validated or normalised).
@@ -154,7 +183,7 @@ pub fn node_into_proto(n: Node, queue_position: u64) -> pb::Node {
             .power_state
             .map(|p| p.as_str().to_owned())
             .unwrap_or_default(),
-        share: status.share.unwrap_or_default(),
+        share: status.agent.map(AgentId::into_string).unwrap_or_default(),
         progress: status.progress,
         queue_position,
         created_at_ms: status.created_at_ms,
@@ -185,7 +214,7 @@ pub fn event_to_proto(e: NodeEvent) -> pb::NodeEvent {
             .unwrap_or_default(),
         last_error: e.last_error.unwrap_or_default(),
         progress: e.progress,
-        share: e.agent.unwrap_or_default(),
+        share: e.agent.map(AgentId::into_string).unwrap_or_default(),
         at_ms: e.at_ms,
         queue_position: e.queue_position,
     }
@@ -215,7 +244,7 @@ pub fn bulk_to_proto(b: BulkOutcome) -> pb::BulkSetProvisionStateResponse {
 pub fn share_to_proto(s: ShareView) -> pb::Share {
     let share = s.share.unwrap_or_default();
     pb::Share {
-        id: s.agent,
+        id: s.agent.into_string(),
         health: s.health.as_str().to_owned(),
         server: share.server,
         share_type: share.share_type,
@@ -254,13 +283,13 @@ pub fn checks_to_proto(checks: Vec<InterfaceCheck>) -> pb::ValidateNodeResponse 
 pub fn placement_to_proto(node: Uuid, p: Placement) -> pb::PlacementExplanation {
     pb::PlacementExplanation {
         node_uuid: node.to_string(),
-        share: p.chosen.unwrap_or_default(),
+        share: p.chosen.map(AgentId::into_string).unwrap_or_default(),
         reason: p.reason,
         candidates: p
             .candidates
             .into_iter()
             .map(|c| pb::Candidate {
-                share: c.id,
+                share: c.id.into_string(),
                 eligible: c.eligible,
                 reason: c.reason,
                 score: c.score,
@@ -339,7 +368,7 @@ pub fn job_to_proto(
             power_off: *power_off,
         }),
         JobSpec::Power { action } => Kind::Power(pb::PowerAction {
-            action: action.clone(),
+            action: action.as_str().to_owned(),
         }),
         JobSpec::BmcInfo => Kind::BmcInfo(pb::BmcInfo {}),
     };
@@ -351,11 +380,20 @@ pub fn job_to_proto(
             port: u32::from(b.port),
             username: b.username,
             password: b.password.expose().to_owned(),
-            auth_method: b.auth_method,
+            auth_method: b.auth_method.as_str().to_owned(),
             client_timeout_s: b.client_timeout_s,
-            verify_ca: b.verify_ca,
+            verify_ca: verify_ca_to_proto(b.verify_ca),
         }),
         kind: Some(kind),
+    }
+}
+
+/// `irmc_verify_ca` as the agent reads it: "true", "false" or the CA bundle's path.
+fn verify_ca_to_proto(v: TlsVerify) -> String {
+    match v {
+        TlsVerify::System => "true".to_owned(),
+        TlsVerify::Insecure => "false".to_owned(),
+        TlsVerify::CaFile(path) => path,
     }
 }
 
@@ -390,7 +428,7 @@ pub fn job_result(u: &pb::JobUpdate) -> JobResult {
 /// A share agent's hello (its id trimmed).
 pub fn hello_from_proto(h: pb::AgentHello) -> AgentHello {
     AgentHello {
-        agent: h.agent_id.trim().to_owned(),
+        agent: AgentId::from(h.agent_id.trim()),
         version: h.version,
         share: h.share.map(|s| ShareIdentity {
             server: s.server,
@@ -480,7 +518,7 @@ pub fn ramdisk_node_to_proto(n: RamdiskNode) -> pb::RamdiskLookupResponse {
 
 pub fn ramdisk_heartbeat_from_proto(r: pb::RamdiskHeartbeatRequest) -> RamdiskHeartbeat {
     RamdiskHeartbeat {
-        agent: r.agent_id,
+        agent: AgentId::from(r.agent_id),
         node_uuid: r.node_uuid,
         callback_url: r.callback_url,
         agent_token: r.agent_token,
@@ -528,7 +566,7 @@ mod tests {
         spec.macs = vec!["52:54:00:00:00:01".into()];
         spec.share_selector = BTreeMap::from([("rack".into(), "r1".into())]);
         let mut status = core::NodeStatus::new(7);
-        status.share = Some("share-1".into());
+        status.agent = Some("share-1".into());
         status.last_error = Some("boom".into());
         status.power_state = Some(core::PowerState::On);
         status.target_provision_state = Some(core::ProvisionState::Active);
@@ -542,6 +580,65 @@ mod tests {
         assert_eq!(by_ref.driver_info["irmc_password"], core::MASK);
         assert_eq!(by_ref.instance_info["image_token"], core::MASK);
         assert_eq!(by_ref.driver_info["irmc_address"], "10.0.0.9");
+    }
+
+    #[test]
+    fn bmc_settings_and_power_actions_keep_their_wire_spelling() {
+        let mut spec = NodeSpec::new(Uuid::nil());
+        for (k, v) in [
+            ("irmc_address", "10.0.0.9"),
+            ("irmc_username", "admin"),
+            ("irmc_password", "pw"),
+        ] {
+            spec.driver_info.insert(k.into(), v.into());
+        }
+        let bmc = |spec: &NodeSpec| {
+            let job = job_to_proto(
+                Uuid::nil(),
+                &JobIntent {
+                    job_id: Uuid::nil(),
+                    kind: core::JobKind::Power,
+                    attempt: 1,
+                },
+                &JobSpec::Power {
+                    action: core::PowerAction::Status,
+                },
+                core::bmc_target(spec).ok(),
+            );
+            let Some(pb::job::Kind::Power(p)) = job.kind else {
+                panic!("a power job");
+            };
+            let b = job.bmc.unwrap();
+            (b.auth_method, b.verify_ca, p.action)
+        };
+        assert_eq!(bmc(&spec), ("basic".into(), "true".into(), "status".into()));
+        for (auth, verify, want) in [
+            ("digest", "False", ("digest", "false")),
+            ("basic", "yes", ("basic", "true")),
+            ("basic", "/etc/ssl/ca.pem", ("basic", "/etc/ssl/ca.pem")),
+        ] {
+            spec.driver_info
+                .insert("irmc_auth_method".into(), auth.into());
+            spec.driver_info
+                .insert("irmc_verify_ca".into(), verify.into());
+            let (a, v, _) = bmc(&spec);
+            assert_eq!((a.as_str(), v.as_str()), want);
+        }
+        let spelled: Vec<&str> = core::PowerAction::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(
+            spelled,
+            [
+                "on",
+                "off",
+                "reboot",
+                "reset",
+                "cycle",
+                "soft-off",
+                "soft-reboot",
+                "nmi",
+                "status"
+            ]
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use coordinator_core::{BmcTarget, JobIntent, JobResult, JobSpec, Node, Placement, ProvisionState};
+use coordinator_core::{
+    AgentId, BmcTarget, JobIntent, JobResult, JobSpec, Node, Placement, ProvisionState,
+};
 use uuid::Uuid;
 
 /// The share a share agent serves, as the iRMCs see it.
@@ -21,7 +23,7 @@ pub struct ShareIdentity {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AgentHello {
     /// Its id, trimmed (empty when it gave none: refused by the engine).
-    pub agent: String,
+    pub agent: AgentId,
     pub version: String,
     pub share: Option<ShareIdentity>,
     /// Concurrent virtual-media boots it can feed.
@@ -114,7 +116,7 @@ pub struct RamdiskNode {
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct RamdiskHeartbeat {
     /// The relaying agent (for logs).
-    pub agent: String,
+    pub agent: AgentId,
     pub node_uuid: String,
     pub callback_url: String,
     /// Checked against the node's token in constant time; never logged.
@@ -157,7 +159,7 @@ impl ShareHealth {
 /// One share agent and its share, as `ListShares` and `DrainShare` show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShareView {
-    pub agent: String,
+    pub agent: AgentId,
     pub health: ShareHealth,
     /// What the agent said in its hello; `None` for an agent known only from the store
     /// (drained) or from in-flight nodes, that has not said hello.
@@ -217,7 +219,7 @@ pub struct NodeEvent {
     pub target_provision_state: Option<ProvisionState>,
     pub last_error: Option<String>,
     pub progress: String,
-    pub agent: Option<String>,
+    pub agent: Option<AgentId>,
     pub at_ms: i64,
     pub queue_position: u64,
 }
@@ -233,7 +235,7 @@ impl NodeEvent {
             target_provision_state: st.target_provision_state,
             last_error: st.last_error.clone(),
             progress: st.progress.clone(),
-            agent: st.share.clone(),
+            agent: st.agent.clone(),
             at_ms,
             queue_position,
         }

@@ -3,6 +3,7 @@
 //! Every handler returns `Result<_, ServerError>` internally and converts at the very edge
 //! with `Status::from`, so the gRPC code for a given failure is decided in exactly one place.
 
+use coordinator_core::AgentId;
 use tonic::{Code, Status};
 
 /// Everything that can go wrong in the coordinator service.
@@ -21,8 +22,8 @@ pub enum ServerError {
     NodeNotFound { node: String },
 
     /// No share agent with this id.
-    #[error("Share agent {share} could not be found.")]
-    ShareNotFound { share: String },
+    #[error("Share agent {agent} could not be found.")]
+    AgentNotFound { agent: AgentId },
 
     /// Duplicate uuid or name, or a write that raced another one.
     #[error("{what}")]
@@ -111,7 +112,7 @@ impl From<ServerError> for Status {
             }
             ServerError::BadAgentToken { .. } => Code::InvalidArgument,
             ServerError::NodeNotFound { .. }
-            | ServerError::ShareNotFound { .. }
+            | ServerError::AgentNotFound { .. }
             | ServerError::LookupNotFound { .. } => Code::NotFound,
             ServerError::Conflict { .. } => Code::AlreadyExists,
             ServerError::NotAllowed { .. } => Code::FailedPrecondition,

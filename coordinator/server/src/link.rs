@@ -5,6 +5,7 @@
 
 use std::pin::Pin;
 
+use coordinator_core::AgentId;
 use futures::{Stream, StreamExt as _};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
@@ -74,16 +75,16 @@ impl AgentLink for Link {
                 ));
             }
         };
-        let agent = hello.agent_id.trim().to_owned();
+        let agent = AgentId::from(hello.agent_id.trim());
         if self.check_agent_identity {
             let named = certs
                 .as_deref()
                 .and_then(|c| c.first())
-                .is_some_and(|c| crate::security::certificate_names_agent(c, &agent));
+                .is_some_and(|c| crate::security::certificate_names_agent(c, agent.as_str()));
             if !named {
                 tracing::warn!(peer = %peer, agent = %agent, "share agent refused: its certificate does not name this agent id");
                 return Err(ServerError::AgentRefused {
-                    agent,
+                    agent: agent.into_string(),
                     reason: "the client certificate does not name this agent id".to_owned(),
                 }
                 .into());

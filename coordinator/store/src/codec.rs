@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use coordinator_core::{MASK, Node, NodeSpec, NodeStatus, Secret, is_secret_key};
+use coordinator_core::{AgentId, MASK, Node, NodeSpec, NodeStatus, Secret, is_secret_key};
 use uuid::Uuid;
 
 use crate::{SecretKeys, StoreError, decode_spec};
@@ -24,6 +24,7 @@ pub(crate) enum Secrets<'a> {
 pub(crate) struct EncodedStatus {
     pub json: String,
     pub state: &'static str,
+    /// Column `share`: the id of the agent the node is placed on.
     pub share: Option<String>,
     pub has_error: bool,
     pub in_flight: bool,
@@ -87,7 +88,7 @@ pub(crate) fn encode_status(
     Ok(EncodedStatus {
         json,
         state: s.provision_state.as_str(),
-        share: s.share.clone(),
+        share: s.agent.as_ref().map(|a| a.as_str().to_owned()),
         has_error: s.last_error.is_some(),
         in_flight: s.in_flight(),
         token: match (&s.agent_token, keys) {
@@ -187,11 +188,11 @@ pub(crate) fn to_i64(v: u64) -> i64 {
 /// `(uuid bytes, share)` rows as stored by either backend, decoded.
 pub(crate) fn decode_placements(
     rows: Vec<(Vec<u8>, String)>,
-) -> Result<Vec<(Uuid, String)>, StoreError> {
+) -> Result<Vec<(Uuid, AgentId)>, StoreError> {
     rows.into_iter()
         .map(|(raw, share)| {
             Uuid::from_slice(&raw)
-                .map(|u| (u, share))
+                .map(|u| (u, AgentId::from(share)))
                 .map_err(|e| StoreError::Corrupt {
                     node: format!("{raw:02x?}"),
                     what: "uuid",

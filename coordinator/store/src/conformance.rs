@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use coordinator_core::{
-    DeployStep, JobIntent, JobKind, MASK, Node, NodeId, NodeSpec, NodeStatus, PowerState,
+    AgentId, DeployStep, JobIntent, JobKind, MASK, Node, NodeId, NodeSpec, NodeStatus, PowerState,
     ProvisionState, Secret,
 };
 use uuid::Uuid;
@@ -72,11 +72,11 @@ pub fn sample_node(uuid: Uuid, name: Option<&str>) -> Node {
     }
 }
 
-fn in_flight_status(share: &str) -> NodeStatus {
+fn in_flight_status(agent: &str) -> NodeStatus {
     let mut s = NodeStatus::new(5);
     s.provision_state = ProvisionState::WaitCallback;
     s.target_provision_state = Some(ProvisionState::Active);
-    s.share = Some(share.to_string());
+    s.agent = Some(agent.into());
     s.step = DeployStep::WaitCallback;
     s.agent_token = Some(Secret::new("tok-123"));
     s.callback_url = Some("http://127.0.0.1:9999/".to_string());
@@ -135,7 +135,7 @@ async fn views<S: Store>(st: S) {
     );
     // Filters and pagination behave as for list_nodes.
     let f = NodeFilter {
-        share: Some("agent-v".into()),
+        agent: Some("agent-v".into()),
         ..NodeFilter::default()
     };
     assert_eq!(
@@ -388,10 +388,10 @@ async fn pagination<S: Store>(st: S) {
 }
 
 async fn filters<S: Store>(st: S) {
-    let mk = |name: &str, state: ProvisionState, share: Option<&str>, err: bool| {
+    let mk = |name: &str, state: ProvisionState, agent: Option<&str>, err: bool| {
         let mut n = sample_node(Uuid::new_v4(), Some(name));
         n.status.provision_state = state;
-        n.status.share = share.map(str::to_string);
+        n.status.agent = agent.map(AgentId::from);
         n.status.last_error = err.then(|| "boom".to_string());
         n
     };
@@ -424,7 +424,7 @@ async fn filters<S: Store>(st: S) {
     );
     assert_eq!(
         q(NodeFilter {
-            share: Some("s1".into()),
+            agent: Some("s1".into()),
             ..Default::default()
         })
         .await,
@@ -466,7 +466,7 @@ async fn filters<S: Store>(st: S) {
     assert_eq!(
         q(NodeFilter {
             provision_state: Some(ProvisionState::Available),
-            share: Some("s2".into()),
+            agent: Some("s2".into()),
             with_last_error: true,
             name_prefix: Some("rack".into()),
         })
@@ -477,22 +477,22 @@ async fn filters<S: Store>(st: S) {
     let n = &nodes[0];
     let mut s = n.status.clone();
     s.provision_state = ProvisionState::Active;
-    s.share = Some("s2".into());
+    s.agent = Some("s2".into());
     s.last_error = Some("x".into());
     st.update_status(n.uuid(), 1, &s).await.unwrap();
     assert_eq!(
         q(NodeFilter {
-            share: Some("s2".into()),
+            agent: Some("s2".into()),
             with_last_error: true,
             ..Default::default()
         })
         .await,
         ["rack1-a", "rack2-a"]
     );
-    let mut want: Vec<(Uuid, String)> = vec![
-        (nodes[0].uuid(), "s2".to_string()),
-        (nodes[1].uuid(), "s1".to_string()),
-        (nodes[2].uuid(), "s2".to_string()),
+    let mut want: Vec<(Uuid, AgentId)> = vec![
+        (nodes[0].uuid(), "s2".into()),
+        (nodes[1].uuid(), "s1".into()),
+        (nodes[2].uuid(), "s2".into()),
     ];
     want.sort();
     assert_eq!(st.placements().await.unwrap(), want, "placements");
@@ -642,13 +642,26 @@ async fn in_flight<S: Store>(st: S) {
 
 async fn agents<S: Store>(st: S) {
     assert!(st.drained_agents().await.unwrap().is_empty());
-    st.set_agent_drained("b", true).await.unwrap();
-    st.set_agent_drained("a", true).await.unwrap();
-    st.set_agent_drained("a", true).await.unwrap(); // idempotent
-    st.set_agent_drained("c", false).await.unwrap();
-    assert_eq!(st.drained_agents().await.unwrap(), ["a", "b"]);
-    st.set_agent_drained("b", false).await.unwrap();
-    assert_eq!(st.drained_agents().await.unwrap(), ["a"]);
+    st.set_agent_drained(&AgentId::from("b"), true)
+        .await
+        .unwrap();
+    st.set_agent_drained(&AgentId::from("a"), true)
+        .await
+        .unwrap();
+    st.set_agent_drained(&AgentId::from("a"), true)
+        .await
+        .unwrap(); // idempotent
+    st.set_agent_drained(&AgentId::from("c"), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        st.drained_agents().await.unwrap(),
+        ["a", "b"].map(AgentId::from)
+    );
+    st.set_agent_drained(&AgentId::from("b"), false)
+        .await
+        .unwrap();
+    assert_eq!(st.drained_agents().await.unwrap(), ["a"].map(AgentId::from));
 }
 
 async fn concurrent_writers<S: Store>(st: S) {
@@ -693,7 +706,9 @@ async fn durability_write<S: Store>(st: S) -> (Uuid, u64) {
         .update_status(u, 1, &in_flight_status("d1"))
         .await
         .unwrap();
-    st.set_agent_drained("d1", true).await.unwrap();
+    st.set_agent_drained(&AgentId::from("d1"), true)
+        .await
+        .unwrap();
     drop(st);
     (u, v)
 }
@@ -708,7 +723,10 @@ async fn durability_check<S: Store>(st: S, u: Uuid, version: u64) {
     assert_eq!(n.version, version);
     assert_eq!(n.status, in_flight_status("d1"));
     assert_eq!(uuids(&st.nodes_in_flight().await.unwrap()), vec![u]);
-    assert_eq!(st.drained_agents().await.unwrap(), ["d1"]);
+    assert_eq!(
+        st.drained_agents().await.unwrap(),
+        ["d1"].map(AgentId::from)
+    );
 }
 
 async fn bulk<S: Store>(st: S) {

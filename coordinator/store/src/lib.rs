@@ -7,7 +7,7 @@
 //!   update_status/update_statuses/delete), resume listing ([`Store::nodes_in_flight`]), per-state counts, and the DESIRED
 //!   state of agents (drained or not). Observed agent state (health, load) is not
 //!   stored: it is rebuilt from agent registrations.
-//! - Placement is kept in `NodeStatus::share` (no separate assignment table): it
+//! - Placement is kept in `NodeStatus::agent` (column `share`; no separate assignment table): it
 //!   changes only through the state machine, so one optimistic-concurrency version
 //!   guards it together with the rest of the status.
 //! - [`SqliteStore::open_with`]`(data_dir, keys)`: file `data_dir/coordinator.sqlite`, WAL,
@@ -61,7 +61,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use coordinator_core::{Node, NodeId, NodeSpec, NodeStatus, ProvisionState};
+use coordinator_core::{AgentId, Node, NodeId, NodeSpec, NodeStatus, ProvisionState};
 use uuid::Uuid;
 
 mod codec;
@@ -129,7 +129,8 @@ pub enum StoreError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeFilter {
     pub provision_state: Option<ProvisionState>,
-    pub share: Option<String>,
+    /// Placed on this agent (column `share`).
+    pub agent: Option<AgentId>,
     pub name_prefix: Option<String>,
     /// Only nodes whose `last_error` is set.
     pub with_last_error: bool,
@@ -200,18 +201,18 @@ pub trait Store: Send + Sync + 'static {
     /// queued, waiting for a call-back. For resuming after a restart. Ordered by uuid.
     async fn nodes_in_flight(&self) -> Result<Vec<Node>, StoreError>;
 
-    /// `(uuid, share)` of every placed node, ordered by uuid: rebuilds a placement
+    /// `(uuid, agent)` of every placed node, ordered by uuid: rebuilds a placement
     /// index at start-up without decoding any spec or status.
-    async fn placements(&self) -> Result<Vec<(Uuid, String)>, StoreError>;
+    async fn placements(&self) -> Result<Vec<(Uuid, AgentId)>, StoreError>;
 
     /// Node count per provision state name (only states with nodes).
     async fn count_by_state(&self) -> Result<BTreeMap<String, u64>, StoreError>;
 
     /// Desired agent state: drained agents get no new work.
-    async fn set_agent_drained(&self, agent_id: &str, drained: bool) -> Result<(), StoreError>;
+    async fn set_agent_drained(&self, agent: &AgentId, drained: bool) -> Result<(), StoreError>;
 
     /// Ids of drained agents, sorted.
-    async fn drained_agents(&self) -> Result<Vec<String>, StoreError>;
+    async fn drained_agents(&self) -> Result<Vec<AgentId>, StoreError>;
 }
 
 /// Serialises a spec for storage. The ONE place driver_info goes to bytes: with `keys`,

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use coordinator_core::{Node, NodeId, NodeSpec, NodeStatus};
+use coordinator_core::{AgentId, Node, NodeId, NodeSpec, NodeStatus};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -364,8 +364,8 @@ impl SqliteStore {
         if let Some(s) = filter.provision_state {
             q.push(" AND provision_state = ").push_bind(s.as_str());
         }
-        if let Some(s) = &filter.share {
-            q.push(" AND share = ").push_bind(s.clone());
+        if let Some(a) = &filter.agent {
+            q.push(" AND share = ").push_bind(a.as_str().to_owned());
         }
         if let Some(p) = &filter.name_prefix {
             // substr() instead of LIKE: no wildcard escaping, byte-exact.
@@ -869,7 +869,7 @@ impl Store for SqliteStore {
         rows.iter().map(|r| decode_row(r, self.opened())).collect()
     }
 
-    async fn placements(&self) -> Result<Vec<(Uuid, String)>, StoreError> {
+    async fn placements(&self) -> Result<Vec<(Uuid, AgentId)>, StoreError> {
         let rows: Vec<(Vec<u8>, String)> =
             sqlx::query_as("SELECT uuid, share FROM nodes WHERE share IS NOT NULL ORDER BY uuid")
                 .fetch_all(&self.pool)
@@ -887,13 +887,13 @@ impl Store for SqliteStore {
         Ok(crate::codec::state_counts(rows))
     }
 
-    async fn set_agent_drained(&self, agent_id: &str, drained: bool) -> Result<(), StoreError> {
+    async fn set_agent_drained(&self, agent: &AgentId, drained: bool) -> Result<(), StoreError> {
         let mut w = self.writer.lock().await?;
         sqlx::query(
             "INSERT INTO agents (id, drained) VALUES (?, ?) \
              ON CONFLICT (id) DO UPDATE SET drained = excluded.drained",
         )
-        .bind(agent_id.to_string())
+        .bind(agent.as_str().to_owned())
         .bind(drained)
         .execute(&mut *w)
         .await
@@ -902,10 +902,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn drained_agents(&self) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar("SELECT id FROM agents WHERE drained = 1 ORDER BY id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("list drained agents"))
+    async fn drained_agents(&self) -> Result<Vec<AgentId>, StoreError> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM agents WHERE drained = 1 ORDER BY id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("list drained agents"))?;
+        Ok(ids.into_iter().map(AgentId::from).collect())
     }
 }

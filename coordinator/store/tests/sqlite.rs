@@ -155,7 +155,7 @@ async fn scale_figures() {
     let mut status = conformance::sample_node(ids[0], None).status;
     status.provision_state = ProvisionState::Deploying;
     status.step = DeployStep::Queued;
-    status.share = Some("agent-01".into());
+    status.agent = Some("agent-01".into());
     status.progress = "waiting for a share slot".into();
 
     // Batches of 1.

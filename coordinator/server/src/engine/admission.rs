@@ -3,7 +3,8 @@
 //! pure function; this module gathers its inputs and applies its steps.
 
 use coordinator_core::{
-    self as core, AdmissionInput, AdmissionStep, AgentSlots, Event, PlacementNode, QueuedNode,
+    self as core, AdmissionInput, AdmissionStep, AgentId, AgentSlots, Event, PlacementNode,
+    QueuedNode,
 };
 use uuid::Uuid;
 
@@ -16,21 +17,21 @@ fn token() -> core::Secret {
 }
 
 impl Engine {
-    pub(super) fn take_slot(&mut self, uuid: Uuid, share: String) {
+    pub(super) fn take_slot(&mut self, uuid: Uuid, agent: AgentId) {
         if self.slots.contains_key(&uuid) {
             return;
         }
-        if let Some(a) = self.agents.get_mut(&share) {
+        if let Some(a) = self.agents.get_mut(&agent) {
             a.active += 1;
         }
-        self.slots.insert(uuid, share);
+        self.slots.insert(uuid, agent);
         self.active_total += 1;
     }
 
     pub(super) fn release_slot(&mut self, uuid: &Uuid) -> bool {
         match self.slots.remove(uuid) {
-            Some(share) => {
-                if let Some(a) = self.agents.get_mut(&share) {
+            Some(agent) => {
+                if let Some(a) = self.agents.get_mut(&agent) {
                     a.active = a.active.saturating_sub(1);
                 }
                 self.active_total = self.active_total.saturating_sub(1);
@@ -83,7 +84,7 @@ impl Engine {
                         uuid,
                         bmc_ip: bmc_ip(node),
                         share_selector: &node.spec.share_selector,
-                        current: node.status.share.as_deref(),
+                        current: node.status.agent.as_ref(),
                     }),
                 })
                 .collect();
@@ -106,10 +107,10 @@ impl Engine {
                         b,
                         node,
                         Event::Placed {
-                            share: agent.clone(),
+                            agent: agent.clone(),
                         },
                     ) {
-                        tracing::warn!(node = %node, share = agent, error = %e, "placement not applied");
+                        tracing::warn!(node = %node, agent = %agent, error = %e, "placement not applied");
                         not_placed = Some(node);
                         continue;
                     }
@@ -135,7 +136,7 @@ impl Engine {
                             agent_token: token(),
                         },
                     ) {
-                        tracing::warn!(node = %node, share = agent, error = %e, "admission not applied");
+                        tracing::warn!(node = %node, agent = %agent, error = %e, "admission not applied");
                         self.release_slot(&node);
                     }
                 }

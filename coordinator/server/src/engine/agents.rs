@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use coordinator_core::{self as core, AgentView, Cidr, Event, Node, PlacementNode};
+use coordinator_core::{self as core, AgentId, AgentView, Cidr, Event, Node, PlacementNode};
 use coordinator_store::NodeFilter;
 use uuid::Uuid;
 
@@ -50,14 +50,14 @@ pub(super) struct Agent {
 }
 
 impl Agent {
-    pub(super) fn placeholder(id: &str, now_ms: i64) -> Self {
+    pub(super) fn placeholder(id: &AgentId, now_ms: i64) -> Self {
         Self {
             hello: AgentHello {
-                agent: id.to_owned(),
+                agent: id.clone(),
                 ..Default::default()
             },
             view: AgentView {
-                id: id.to_owned(),
+                id: id.clone(),
                 capacity: 0,
                 bmc_networks: Vec::new(),
                 labels: BTreeMap::new(),
@@ -75,7 +75,12 @@ impl Agent {
 
 impl Engine {
     /// A heartbeat on the agent's current session.
-    pub(super) fn agent_heartbeat(&mut self, agent: &str, session: u64, heartbeat: AgentHeartbeat) {
+    pub(super) fn agent_heartbeat(
+        &mut self,
+        agent: &AgentId,
+        session: u64,
+        heartbeat: AgentHeartbeat,
+    ) {
         if let Some(a) = self.agents.get_mut(agent)
             && a.session.as_ref().is_some_and(|(s, _)| *s == session)
         {
@@ -88,7 +93,7 @@ impl Engine {
     pub(super) fn job_update_cmd(
         &mut self,
         b: &mut Batch,
-        agent: &str,
+        agent: &AgentId,
         session: u64,
         update: JobUpdate,
     ) {
@@ -100,7 +105,7 @@ impl Engine {
         self.job_update(b, agent, update);
     }
 
-    pub(super) fn session_closed(&mut self, agent: &str, session: u64) {
+    pub(super) fn session_closed(&mut self, agent: &AgentId, session: u64) {
         if let Some(a) = self.agents.get_mut(agent)
             && a.session.as_ref().is_some_and(|(s, _)| *s == session)
         {
@@ -115,13 +120,13 @@ impl Engine {
 
     /// Every agent known (registered, or drained in the store), as a share view.
     pub(super) fn list_shares(&self) -> Vec<ShareView> {
-        let ids: BTreeSet<String> = self
+        let ids: BTreeSet<AgentId> = self
             .agents
             .keys()
             .cloned()
             .chain(self.drained.iter().cloned())
             .collect();
-        let queued = self.queued_per_share();
+        let queued = self.queued_per_agent();
         ids.iter().map(|id| self.share_view(id, &queued)).collect()
     }
 
@@ -137,23 +142,23 @@ impl Engine {
             .collect()
     }
 
-    fn queued_per_share(&self) -> HashMap<String, u64> {
+    fn queued_per_agent(&self) -> HashMap<AgentId, u64> {
         let mut out = HashMap::new();
         for (uuid, _) in lock(&self.queue).snapshot() {
-            if let Some(s) = self.cache.get(&uuid).and_then(|n| n.status.share.clone()) {
+            if let Some(s) = self.cache.get(&uuid).and_then(|n| n.status.agent.clone()) {
                 *out.entry(s).or_insert(0) += 1;
             }
         }
         out
     }
 
-    fn share_view(&self, id: &str, queued: &HashMap<String, u64>) -> ShareView {
+    fn share_view(&self, id: &AgentId, queued: &HashMap<AgentId, u64>) -> ShareView {
         let drained = self.drained.contains(id);
         let nodes = self.loads.per_agent.get(id).copied().unwrap_or(0);
         let queued = queued.get(id).copied().unwrap_or(0);
         match self.agents.get(id) {
             Some(a) => ShareView {
-                agent: id.to_owned(),
+                agent: id.clone(),
                 health: match a.health {
                     Health::Healthy if drained => ShareHealth::Drained,
                     Health::Healthy => ShareHealth::Healthy,
@@ -178,7 +183,7 @@ impl Engine {
                 drained,
             },
             None => ShareView {
-                agent: id.to_owned(),
+                agent: id.clone(),
                 health: ShareHealth::Lost,
                 share: None,
                 capacity: 0,
@@ -199,27 +204,27 @@ impl Engine {
     pub(super) async fn drain(
         &mut self,
         b: &mut Batch,
-        share: String,
+        agent: AgentId,
         drained: bool,
     ) -> Result<ShareView, ServerError> {
-        if !self.agents.contains_key(&share) && !self.drained.contains(&share) {
-            return Err(ServerError::ShareNotFound { share });
+        if !self.agents.contains_key(&agent) && !self.drained.contains(&agent) {
+            return Err(ServerError::AgentNotFound { agent });
         }
         self.store
-            .set_agent_drained(&share, drained)
+            .set_agent_drained(&agent, drained)
             .await
-            .map_err(|e| ServerError::store_about("drain share", format!("share {share}"), e))?;
+            .map_err(|e| ServerError::store_about("drain share", format!("share {agent}"), e))?;
         if drained {
-            self.rehome.push(share.clone());
-            self.drained.insert(share.clone());
+            self.rehome.push(agent.clone());
+            self.drained.insert(agent.clone());
         } else {
-            self.drained.remove(&share);
+            self.drained.remove(&agent);
         }
         // Queued nodes placed on a drained agent are re-placed by the next admission round;
         // work already running there finishes where it is.
         b.admit_needed = true;
-        let queued = self.queued_per_share();
-        Ok(self.share_view(&share, &queued))
+        let queued = self.queued_per_agent();
+        Ok(self.share_view(&agent, &queued))
     }
 
     pub(super) fn hello(
@@ -228,12 +233,12 @@ impl Engine {
         hello: AgentHello,
         tx: AgentTx,
     ) -> Result<u64, ServerError> {
-        let id = hello.agent.trim().to_owned();
+        let id = hello.agent.clone();
         let refuse = |reason: String| ServerError::AgentRefused {
             agent: if id.is_empty() {
                 "<no id>".to_owned()
             } else {
-                id.clone()
+                id.to_string()
             },
             reason,
         };
@@ -295,7 +300,7 @@ impl Engine {
         let mine: Vec<Uuid> = self
             .cache
             .values()
-            .filter(|n| n.status.share.as_deref() == Some(id.as_str()) && n.status.job.is_some())
+            .filter(|n| n.status.agent.as_ref() == Some(&id) && n.status.job.is_some())
             .map(Node::uuid)
             .collect();
         for uuid in mine {
@@ -329,21 +334,21 @@ impl Engine {
         Ok(session)
     }
 
-    fn job_update(&mut self, b: &mut Batch, agent: &str, u: JobUpdate) {
+    fn job_update(&mut self, b: &mut Batch, agent: &AgentId, u: JobUpdate) {
         let Ok(uuid) = Uuid::parse_str(&u.node_uuid) else {
-            tracing::warn!(agent, node = %u.node_uuid, "job update with a bad node uuid ignored");
+            tracing::warn!(agent = %agent, node = %u.node_uuid, "job update with a bad node uuid ignored");
             return;
         };
         let Ok(job_id) = Uuid::parse_str(&u.job_id) else {
-            tracing::warn!(agent, node = %uuid, job = %u.job_id, "job update with a bad job id ignored");
+            tracing::warn!(agent = %agent, node = %uuid, job = %u.job_id, "job update with a bad job id ignored");
             return;
         };
         let Some(node) = self.cache.get(&uuid) else {
-            tracing::debug!(agent, node = %uuid, job = %job_id, "update for a node with no work under way ignored");
+            tracing::debug!(agent = %agent, node = %uuid, job = %job_id, "update for a node with no work under way ignored");
             return;
         };
         if node.status.job.map(|j| j.job_id) != Some(job_id) {
-            tracing::debug!(agent, node = %uuid, job = %job_id, "update for a superseded job ignored");
+            tracing::debug!(agent = %agent, node = %uuid, job = %job_id, "update for a superseded job ignored");
             return;
         }
         if u.state == JobState::Running {
@@ -361,14 +366,14 @@ impl Engine {
         }
         let result = u.result;
         if let Err(e) = self.apply(b, uuid, Event::JobFinished { job_id, result }) {
-            tracing::warn!(agent, node = %uuid, job = %job_id, error = %e, "job result not applied");
+            tracing::warn!(agent = %agent, node = %uuid, job = %job_id, error = %e, "job result not applied");
         }
     }
 
     /// Timer: agents silent for too long are lost; re-placements that failed are retried.
     pub(super) fn check_agents(&mut self, b: &mut Batch, now: i64) {
         let lost_after = self.cfg.agent_lost_after().as_millis() as i64;
-        let lost: Vec<String> = self
+        let lost: Vec<AgentId> = self
             .agents
             .iter()
             .filter(|(_, a)| a.health != Health::Lost && now - a.last_seen_ms > lost_after)
@@ -393,7 +398,7 @@ impl Engine {
 
     /// The agent is gone: its in-flight nodes go back to their safe point and are
     /// re-placed on another agent by the next admission round.
-    fn agent_lost(&mut self, b: &mut Batch, id: &str) {
+    fn agent_lost(&mut self, b: &mut Batch, id: &AgentId) {
         if let Some(a) = self.agents.get_mut(id) {
             a.health = Health::Lost;
             a.view.healthy = false;
@@ -402,21 +407,15 @@ impl Engine {
         let affected: Vec<Uuid> = self
             .cache
             .values()
-            .filter(|n| n.status.share.as_deref() == Some(id))
+            .filter(|n| n.status.agent.as_ref() == Some(id))
             .map(Node::uuid)
             .collect();
-        tracing::warn!(agent = id, nodes = affected.len(), "share agent lost");
-        self.rehome.push(id.to_owned());
+        tracing::warn!(agent = %id, nodes = affected.len(), "share agent lost");
+        self.rehome.push(id.clone());
         for uuid in affected {
             self.release_slot(&uuid);
-            if let Err(e) = self.apply(
-                b,
-                uuid,
-                Event::AgentLost {
-                    share: id.to_owned(),
-                },
-            ) {
-                tracing::warn!(node = %uuid, agent = id, error = %e, "agent loss not applied");
+            if let Err(e) = self.apply(b, uuid, Event::AgentLost { agent: id.clone() }) {
+                tracing::warn!(node = %uuid, agent = %id, error = %e, "agent loss not applied");
             }
         }
         b.admit_needed = true;
@@ -438,7 +437,7 @@ impl Engine {
                 continue;
             }
             let filter = NodeFilter {
-                share: Some(agent.clone()),
+                agent: Some(agent.clone()),
                 ..NodeFilter::default()
             };
             let mut marker = None;
@@ -464,7 +463,7 @@ impl Engine {
                             uuid,
                             bmc_ip: bmc_ip(&node),
                             share_selector: &node.spec.share_selector,
-                            current: node.status.share.as_deref(),
+                            current: node.status.agent.as_ref(),
                         },
                         &views,
                         &self.loads,
@@ -473,7 +472,7 @@ impl Engine {
                         continue;
                     };
                     self.insert_cache(node);
-                    match self.apply(b, uuid, Event::Placed { share: to }) {
+                    match self.apply(b, uuid, Event::Placed { agent: to }) {
                         Ok(()) => moved += 1,
                         Err(e) => {
                             tracing::warn!(node = %uuid, agent = %agent, error = %e, "re-placement not applied");

@@ -7,7 +7,7 @@ use super::handle::Reply;
 use super::{Engine, lock, now_ms, queue_position, queue_positions};
 use crate::domain::{AgentJob, BulkOutcome, NodeEvent, NodeView, ToAgent};
 use crate::error::ServerError;
-use coordinator_core::{self as core, Action, Event, NodeId};
+use coordinator_core::{self as core, Action, AgentId, Event, NodeId};
 use uuid::Uuid;
 
 /// Work gathered while applying one batch; performed after the commit.
@@ -15,7 +15,7 @@ use uuid::Uuid;
 pub(super) struct Batch {
     pub(super) dirty: Vec<Uuid>,
     pub(super) dirty_set: HashSet<Uuid>,
-    pub(super) sends: Vec<(String, ToAgent)>,
+    pub(super) sends: Vec<(AgentId, ToAgent)>,
     pub(super) emits: Vec<Uuid>,
     pub(super) replies: Vec<PendingReply>,
     pub(super) admit_needed: bool,
@@ -54,9 +54,9 @@ impl Engine {
             return Ok(());
         }
         node.status = t.status;
-        let share = node.status.share.clone();
+        let agent = node.status.agent.clone();
         b.mark(uuid);
-        self.set_placed(uuid, share.as_deref());
+        self.set_placed(uuid, agent.as_ref());
         for action in t.actions {
             self.act(b, uuid, action);
         }
@@ -74,7 +74,7 @@ impl Engine {
                 let Some(node) = self.cache.get(&uuid) else {
                     return;
                 };
-                let Some(share) = node.status.share.clone() else {
+                let Some(agent) = node.status.agent.clone() else {
                     tracing::warn!(node = %uuid, job = %intent.job_id, "job intent without a share; kept for resume");
                     return;
                 };
@@ -84,14 +84,14 @@ impl Engine {
                     spec,
                     bmc: core::bmc_target(&node.spec).ok(),
                 };
-                b.sends.push((share, ToAgent::Job(Box::new(job))));
+                b.sends.push((agent, ToAgent::Job(Box::new(job))));
             }
             Action::CancelJob { job_id } => {
-                let Some(share) = self.cache.get(&uuid).and_then(|n| n.status.share.clone()) else {
+                let Some(agent) = self.cache.get(&uuid).and_then(|n| n.status.agent.clone()) else {
                     return;
                 };
                 b.sends
-                    .push((share, ToAgent::Cancel { job_id, node: uuid }));
+                    .push((agent, ToAgent::Cancel { job_id, node: uuid }));
             }
             Action::ReleaseSlot => {
                 let released = self.release_slot(&uuid);
@@ -128,7 +128,7 @@ impl Engine {
                     for (uuid, _, _) in &rows {
                         self.evict(uuid);
                         if let Ok(Some(n)) = self.store.get_node(&NodeId::Uuid(*uuid)).await {
-                            self.set_placed(*uuid, n.status.share.as_deref());
+                            self.set_placed(*uuid, n.status.agent.as_ref());
                             if n.status.in_flight() {
                                 self.insert_cache(n);
                             }
@@ -155,15 +155,15 @@ impl Engine {
                 }
             }
         }
-        for (share, msg) in b.sends.drain(..) {
-            match self.agents.get(&share).and_then(|a| a.session.as_ref()) {
+        for (agent, msg) in b.sends.drain(..) {
+            match self.agents.get(&agent).and_then(|a| a.session.as_ref()) {
                 Some((_, tx)) => {
                     if tx.send(msg).is_err() {
-                        tracing::debug!(agent = %share, "agent stream gone; job will be re-sent on reconnect");
+                        tracing::debug!(agent = %agent, "agent stream gone; job will be re-sent on reconnect");
                     }
                 }
                 None => {
-                    tracing::debug!(agent = %share, "agent not connected; job will be re-sent on reconnect")
+                    tracing::debug!(agent = %agent, "agent not connected; job will be re-sent on reconnect")
                 }
             }
         }

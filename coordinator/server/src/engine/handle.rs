@@ -1,7 +1,7 @@
 //! What the gRPC services send to the engine ([`Cmd`]) and their handle on it
 //! ([`EngineHandle`]).
 
-use coordinator_core::{Node, NodeId, Verb};
+use coordinator_core::{AgentId, Node, NodeId, Verb};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -43,17 +43,17 @@ pub enum Cmd {
         reply: Reply<u64>,
     },
     AgentHeartbeat {
-        agent: String,
+        agent: AgentId,
         session: u64,
         heartbeat: AgentHeartbeat,
     },
     JobUpdate {
-        agent: String,
+        agent: AgentId,
         session: u64,
         update: JobUpdate,
     },
     SessionClosed {
-        agent: String,
+        agent: AgentId,
         session: u64,
     },
     RamdiskLookup {
@@ -68,7 +68,7 @@ pub enum Cmd {
         reply: Reply<Vec<ShareView>>,
     },
     Drain {
-        share: String,
+        agent: AgentId,
         drained: bool,
         reply: Reply<ShareView>,
     },

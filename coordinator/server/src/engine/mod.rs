@@ -55,7 +55,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use coordinator_core::{Loads, MachineConfig, Node};
+use coordinator_core::{AgentId, Loads, MachineConfig, Node};
 use coordinator_store::Store;
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
@@ -98,20 +98,20 @@ pub struct Engine {
     cache: HashMap<Uuid, Node>,
     /// MAC -> node, for cached nodes (ramdisk lookup).
     macs: HashMap<String, Uuid>,
-    agents: BTreeMap<String, Agent>,
-    drained: BTreeSet<String>,
+    agents: BTreeMap<AgentId, Agent>,
+    drained: BTreeSet<AgentId>,
     /// node -> interned agent number, for every node placed on an agent.
     placed: HashMap<Uuid, u32>,
-    share_names: Vec<String>,
-    share_numbers: HashMap<String, u32>,
+    agent_names: Vec<AgentId>,
+    agent_numbers: HashMap<AgentId, u32>,
     loads: Loads,
     /// Nodes holding a boot slot -> agent.
-    slots: HashMap<Uuid, String>,
+    slots: HashMap<Uuid, AgentId>,
     /// Lost or drained agents whose idle nodes still have to be re-placed.
-    rehome: Vec<String>,
+    rehome: Vec<AgentId>,
     /// Re-placements that could not run (no other healthy agent, store error): retried
     /// on the next tick, so a lost agent's nodes are never left behind for good.
-    rehome_retry: Vec<String>,
+    rehome_retry: Vec<AgentId>,
     /// Queued nodes already told where they are placed (so each admission round does not
     /// re-write them).
     placed_in_queue: HashSet<Uuid>,
@@ -135,7 +135,7 @@ impl Engine {
             automated_clean: cfg.automated_clean,
             ..MachineConfig::default()
         };
-        let drained: BTreeSet<String> = store
+        let drained: BTreeSet<AgentId> = store
             .drained_agents()
             .await
             .map_err(|e| ServerError::store_about("load drained agents", "agents", e))?
@@ -154,8 +154,8 @@ impl Engine {
             agents: BTreeMap::new(),
             drained,
             placed: HashMap::new(),
-            share_names: Vec::new(),
-            share_numbers: HashMap::new(),
+            agent_names: Vec::new(),
+            agent_numbers: HashMap::new(),
             loads: Loads::default(),
             slots: HashMap::new(),
             placed_in_queue: HashSet::new(),
@@ -261,11 +261,11 @@ impl Engine {
                 let _ = reply.send(Ok(self.list_shares()));
             }
             Cmd::Drain {
-                share,
+                agent,
                 drained,
                 reply,
             } => {
-                let r = self.drain(b, share, drained).await;
+                let r = self.drain(b, agent, drained).await;
                 let _ = reply.send(r);
             }
             Cmd::RamdiskLookup { req, reply } => {

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use coordinator_core::{
-    self as core, DeployStep, Event, Node, NodeId, PlacementNode, ProvisionState, Verb,
+    self as core, AgentId, DeployStep, Event, Node, NodeId, PlacementNode, ProvisionState, Verb,
 };
 use uuid::Uuid;
 
@@ -24,7 +24,7 @@ pub(super) fn bmc_ip(node: &Node) -> Option<IpAddr> {
 }
 
 impl Engine {
-    /// Builds the compact placement index from the store's `(uuid, share)` pairs: no spec or
+    /// Builds the compact placement index from the store's `(uuid, agent)` pairs: no spec or
     /// status is decoded.
     pub(super) async fn load_placement_index(&mut self) -> Result<(), ServerError> {
         let placed = self
@@ -32,8 +32,8 @@ impl Engine {
             .placements()
             .await
             .map_err(|e| ServerError::store_about("load placement index", "all nodes", e))?;
-        for (uuid, share) in placed {
-            self.set_placed(uuid, Some(share.as_str()));
+        for (uuid, agent) in placed {
+            self.set_placed(uuid, Some(&agent));
         }
         Ok(())
     }
@@ -52,10 +52,10 @@ impl Engine {
         let resumed = nodes.len();
         for n in nodes {
             let uuid = n.uuid();
-            if let Some(share) = &n.status.share {
+            if let Some(agent) = &n.status.agent {
                 self.agents
-                    .entry(share.clone())
-                    .or_insert_with(|| Agent::placeholder(share, now));
+                    .entry(agent.clone())
+                    .or_insert_with(|| Agent::placeholder(agent, now));
             }
             match n.status.step {
                 DeployStep::Queued => {
@@ -67,8 +67,8 @@ impl Engine {
                 | DeployStep::WaitCallback
                 | DeployStep::WriteImage
                 | DeployStep::PrepareInstance => {
-                    if let Some(share) = &n.status.share {
-                        self.take_slot(uuid, share.clone());
+                    if let Some(agent) = &n.status.agent {
+                        self.take_slot(uuid, agent.clone());
                     }
                 }
                 _ => {}
@@ -85,19 +85,19 @@ impl Engine {
         Ok(())
     }
 
-    fn intern(&mut self, share: &str) -> u32 {
-        if let Some(n) = self.share_numbers.get(share) {
+    fn intern(&mut self, agent: &AgentId) -> u32 {
+        if let Some(n) = self.agent_numbers.get(agent) {
             return *n;
         }
-        let n = self.share_names.len() as u32;
-        self.share_names.push(share.to_owned());
-        self.share_numbers.insert(share.to_owned(), n);
+        let n = self.agent_names.len() as u32;
+        self.agent_names.push(agent.clone());
+        self.agent_numbers.insert(agent.clone(), n);
         n
     }
 
-    /// Keeps the placement index and per-agent loads in step with a node's `status.share`.
-    pub(super) fn set_placed(&mut self, uuid: Uuid, share: Option<&str>) {
-        let new = share.map(|s| self.intern(s));
+    /// Keeps the placement index and per-agent loads in step with a node's `status.agent`.
+    pub(super) fn set_placed(&mut self, uuid: Uuid, agent: Option<&AgentId>) {
+        let new = agent.map(|a| self.intern(a));
         let old = match new {
             Some(n) => self.placed.insert(uuid, n),
             None => self.placed.remove(&uuid),
@@ -105,14 +105,14 @@ impl Engine {
         if old == new {
             return;
         }
-        if let Some(o) = old.and_then(|o| self.share_names.get(o as usize).cloned()) {
-            if let Some(c) = self.loads.per_agent.get_mut(&o) {
+        if let Some(o) = old.and_then(|o| self.agent_names.get(o as usize)) {
+            if let Some(c) = self.loads.per_agent.get_mut(o) {
                 *c = c.saturating_sub(1);
             }
             self.loads.total = self.loads.total.saturating_sub(1);
         }
-        if let Some(s) = share {
-            *self.loads.per_agent.entry(s.to_owned()).or_insert(0) += 1;
+        if let Some(a) = agent {
+            *self.loads.per_agent.entry(a.clone()).or_insert(0) += 1;
             self.loads.total += 1;
         }
     }
@@ -274,7 +274,7 @@ impl Engine {
                 uuid: node.uuid(),
                 bmc_ip,
                 share_selector: &node.spec.share_selector,
-                current: node.status.share.as_deref(),
+                current: node.status.agent.as_ref(),
             },
             &views,
             &self.loads,
