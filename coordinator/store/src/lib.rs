@@ -37,8 +37,10 @@
 //!
 //! # Layout
 //! - `lib.rs` the trait and error; `codec.rs` what goes into each column (shared);
-//!   `secrets.rs` the key file and the AEAD; `sqlite.rs`, `postgres.rs` the backends;
-//!   `conformance.rs` the shared suite.
+//!   `secrets.rs` the key file and the AEAD; `sqlite/`, `postgres/` the backends (each:
+//!   `mod.rs` opening, `schema.rs` migrations and the key check, `rows.rs` queries and row
+//!   decoding, `store.rs` the trait; plus `writer.rs` and `leader.rs`); `conformance/` the
+//!   shared suite, by topic.
 //! - Tests: `tests/sqlite.rs`, `tests/secrets.rs` (bytes of the SQLite file),
 //!   `tests/postgres.rs` (starts its own throwaway cluster; suite + leader election).
 //!
