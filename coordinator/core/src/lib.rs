@@ -9,12 +9,14 @@
 //! # API summary
 //! - [`ProvisionState`], [`Verb`], [`PowerState`]: Ironic names via `as_str()`/`FromStr`.
 //! - [`NodeSpec`] (operator's desire) / [`NodeStatus`] (machine's state) / [`Node`]
-//!   (`spec + status + version`), [`NodeId`] (uuid or name), [`DeployStep`], [`JobIntent`].
+//!   (`spec + status + version`), [`NodeId`] (uuid or name), [`AgentId`] (a share agent),
+//!   [`DeployStep`], [`JobIntent`].
 //! - Validation: [`validate_create`], [`validate`] -> [`InterfaceCheck`]s,
 //!   [`normalize_spec`], [`is_secret_key`], [`mask`]; [`Secret`] prints "******".
 //! - State machine: [`step`]`(status, spec, Event, now_ms, &MachineConfig) ->
 //!   Result<Transition { status, actions }, CoreError>`; [`resume_job`] rebuilds the job
-//!   of a persisted intent; [`bmc_target`] reads driver_info.
+//!   of a persisted intent; [`JobSpec`] what a job does, [`bmc_target`] reads driver_info
+//!   into a [`BmcTarget`] ([`AuthMethod`], [`TlsVerify`]).
 //! - Placement: [`place`]`(&PlacementNode, &[AgentView], &Loads) -> Placement` and
 //!   [`rebalance`] for whole fleets.
 //! - Admission: [`admit`]`(&AdmissionInput) -> Vec<AdmissionStep>`: which queued nodes are
@@ -22,9 +24,11 @@
 //! - [`new_agent_token`]`([u8; 32]) -> Secret`.
 //!
 //! # Layout
-//! - `state.rs` enums; `node.rs` model; `secret.rs`; `validate.rs`; `machine.rs`
-//!   (`step` and its types); `placement.rs`; `admission.rs`; `error.rs` ([`CoreError`],
-//!   the crate's one error type).
+//! - `state.rs` enums; `node.rs` model; `agent.rs` [`AgentId`]; `secret.rs`; `validate/`
+//!   (by what is checked: BMC, media, identity); `machine/` (`step` and its types, then
+//!   the transitions); `job.rs` (job specs, BMC target, job ids); `placement.rs`;
+//!   `admission.rs`; `mix.rs` (the 64-bit mix behind job ids and placement); `error.rs`
+//!   ([`CoreError`], the crate's one error type).
 //!
 //! # Invariants
 //! - Only [`step`] changes a [`NodeStatus`] (besides the store's version counter).
