@@ -41,8 +41,8 @@
 //!   `mod.rs` opening, `schema.rs` migrations and the key check, `rows.rs` queries and row
 //!   decoding, `store.rs` the trait; plus `writer.rs` and `leader.rs`); `conformance/` the
 //!   shared suite, by topic.
-//! - Tests: `tests/sqlite.rs`, `tests/secrets.rs` (bytes of the SQLite file),
-//!   `tests/postgres.rs` (starts its own throwaway cluster; suite + leader election).
+//! - Tests, one binary (`tests/it/`): `sqlite.rs`, `secrets.rs` (bytes of the SQLite file),
+//!   `postgres.rs` (starts its own throwaway cluster; suite + leader election).
 //!
 //! # Row layout (both backends)
 //! uuid as 16 bytes (byte order = uuid order, so pagination is a range scan),

@@ -120,7 +120,7 @@ async fn secrets_do_not_leak_through_debug() {
 }
 
 /// Throughput and size figures. Run:
-/// `cargo test --release -p coordinator-store --test sqlite -- --ignored --nocapture`
+/// `cargo test --release -p coordinator-store --test it -- sqlite::scale_figures --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn scale_figures() {

@@ -1,5 +1,5 @@
 //! Placement: explain output, a brute-force oracle, property tests, and the
-//! scale figures (`cargo test --release -p coordinator-core --test placement -- --ignored --nocapture`).
+//! scale figures (`cargo test --release -p coordinator-core --test it -- placement::scale_figures --ignored --nocapture`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -10,6 +10,7 @@ use coordinator_core::{
     place_with, rebalance,
 };
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use uuid::Uuid;
 
 fn agent(id: &str, capacity: u32) -> AgentView {
@@ -261,7 +262,13 @@ fn arb_agents() -> impl Strategy<Value = Vec<AgentView>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // Failures are kept next to this file (`<file>.proptest-regressions`): proptest's
+    // default looks for a lib.rs/main.rs above the source and would use another path.
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..ProptestConfig::default()
+    })]
 
     /// place() matches the brute-force statement of the rule, for random fleets.
     #[test]

@@ -1,11 +1,12 @@
 //! Share-agent loss and re-placement; the Watch stream and its lag notice.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{AgentBehaviour, Coordinator, FakeAgent, bulk, enroll_available, node_req, wait_all};
 use vmedia_proto::v1 as pb;
+
+use crate::common::{
+    AgentBehaviour, Coordinator, FakeAgent, bulk, enroll_available, node_req, wait_all,
+};
 
 /// Deploys stalled on an agent that goes away restart on the other agent from the safe
 /// point (PrepareRamdisk with a fresh token) and finish there.

@@ -1,12 +1,11 @@
 //! Deploy flows end to end with the real binary and a fake share agent: restart safety,
 //! callback timeout, admission queueing.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{AgentBehaviour, Coordinator, FakeAgent, bulk, enroll_available, wait_all};
 use vmedia_proto::v1 as pb;
+
+use crate::common::{AgentBehaviour, Coordinator, FakeAgent, bulk, enroll_available, wait_all};
 
 /// SIGKILL the coordinator in the middle of 20 deploys, restart it on the same data dir,
 /// reconnect the agent: every node ends active and no deploy ran twice.

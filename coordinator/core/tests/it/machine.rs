@@ -1158,6 +1158,7 @@ fn the_agent_is_stored_under_the_share_key() {
 mod random_walks {
     use super::*;
     use proptest::prelude::*;
+    use proptest::test_runner::FileFailurePersistence;
 
     /// Events as they could arrive, in any order, including stale and bogus ones.
     fn arb_event() -> impl Strategy<Value = u8> {
@@ -1203,7 +1204,13 @@ mod random_walks {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+        // Failures are kept next to this file (`<file>.proptest-regressions`): proptest's
+        // default looks for a lib.rs/main.rs above the source and would use another path.
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+            ..ProptestConfig::default()
+        })]
 
         /// Any sequence of events keeps the invariants and never panics.
         #[test]

@@ -4,12 +4,10 @@
 //! The venv is cached under the target dir. If PyPI cannot be reached and CI is unset the
 //! test is skipped with a message; in CI it fails.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::Coordinator;
+use crate::common::Coordinator;
 
 const PACKAGES: &[&str] = &["grpcio==1.*", "grpcio-tools==1.*", "grpcio-reflection==1.*"];
 

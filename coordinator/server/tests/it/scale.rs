@@ -1,13 +1,12 @@
 //! Measurements (ignored by default; run with `cargo test -p coordinator --release --test
-//! scale -- --ignored --nocapture`): coordinator RSS per enrolled node and API latency.
+//! it -- scale:: --ignored --nocapture`): coordinator RSS per enrolled node and API latency.
 //! `SCALE_NODES` sets the fleet size (default 100000).
-
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Coordinator, node_req};
 use vmedia_proto::v1 as pb;
+
+use crate::common::{Coordinator, node_req};
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -208,9 +207,9 @@ async fn deploy_throughput() {
     let coord = Coordinator::start(dir.path(), &["--callback-timeout", "30m"]);
     let mut agents = Vec::new();
     for i in 0..16 {
-        let mut b = common::AgentBehaviour::new(&format!("agent-{i:02}"), 64);
+        let mut b = crate::common::AgentBehaviour::new(&format!("agent-{i:02}"), 64);
         b.job_time = Duration::from_millis(1);
-        agents.push(common::FakeAgent::connect(&coord, b).await);
+        agents.push(crate::common::FakeAgent::connect(&coord, b).await);
     }
     let mut nodes = coord.nodes().await;
     let mut tasks = Vec::new();

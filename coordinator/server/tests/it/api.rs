@@ -1,12 +1,11 @@
 //! The public API over a real socket against the real `coordinator` binary.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Coordinator, node_req};
 use tonic::Code;
 use vmedia_proto::v1 as pb;
+
+use crate::common::{Coordinator, node_req};
 
 #[tokio::test]
 async fn crud_validation_and_masking() {
@@ -295,10 +294,10 @@ async fn health_and_reflection_are_served() {
 async fn agent_registration_lookup_and_token_check() {
     let dir = tempfile::tempdir().unwrap();
     let coord = Coordinator::start(dir.path(), &["--callback-timeout", "1h"]);
-    let mut b = common::AgentBehaviour::new("agent-a", 4);
+    let mut b = crate::common::AgentBehaviour::new("agent-a", 4);
     b.ramdisk_heartbeats = false;
-    let _agent = common::FakeAgent::connect(&coord, b).await;
-    let uuids = common::enroll_available(&coord, 1).await;
+    let _agent = crate::common::FakeAgent::connect(&coord, b).await;
+    let uuids = crate::common::enroll_available(&coord, 1).await;
     let mut nodes = coord.nodes().await;
     nodes
         .set_provision_state(pb::SetProvisionStateRequest {
@@ -307,7 +306,7 @@ async fn agent_registration_lookup_and_token_check() {
         })
         .await
         .unwrap();
-    common::wait_all(
+    crate::common::wait_all(
         &mut nodes,
         &uuids,
         "wait call-back",

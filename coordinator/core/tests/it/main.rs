@@ -1,0 +1,5 @@
+//! The integration tests of coordinator-core, linked into one test binary.
+
+mod admission;
+mod machine;
+mod placement;
