@@ -12,7 +12,7 @@
 //! A deploy is five or six status writes (queued, admitted with its first job, waiting
 //! for the call-back, writing the image, preparing the instance, active; a deploy admitted
 //! at once is queued and admitted in the same batch). Every transition of one node within
-//! a batch is one row write. Under load, commits are paced ([`COMMIT_PACE`]): a batch with
+//! a batch is one row write. Under load, commits are paced (`COMMIT_PACE`): a batch with
 //! something to commit waits for the pace and takes in whatever arrived meanwhile, so
 //! commits and wake-ups stay at a bounded rate while rows per commit grow. Ramdisk
 //! heartbeats that change nothing write nothing; job progress lines are dropped before
@@ -40,7 +40,7 @@
 //! - `admission.rs`: boot slots and the admission round (the policy itself is
 //!   `coordinator_core::admit`).
 //! - `relay.rs`: the deploy ramdisk's lookup and heartbeat, relayed by its agent.
-//! - `commit.rs`: the [`Batch`] of one loop turn, `apply`/`act` (one event through the state
+//! - `commit.rs`: the `Batch` of one loop turn, `apply`/`act` (one event through the state
 //!   machine, its actions queued), and `flush` (commit, then side effects).
 
 mod admission;
