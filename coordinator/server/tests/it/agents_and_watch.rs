@@ -19,8 +19,9 @@ async fn lost_agent_deploys_restart_elsewhere() {
     );
     let mut a = AgentBehaviour::new("agent-a", 8);
     a.stall_deploys = true;
-    let agent_a = FakeAgent::connect(&coord, a).await;
-    let agent_b = FakeAgent::connect(&coord, AgentBehaviour::new("agent-b", 8)).await;
+    let agent_a = FakeAgent::connect(coord.channel().await, a).await;
+    let agent_b =
+        FakeAgent::connect(coord.channel().await, AgentBehaviour::new("agent-b", 8)).await;
     let uuids = enroll_available(&coord, 12).await;
     let mut nodes = coord.nodes().await;
     bulk(&mut nodes, &uuids, "deploy").await;
@@ -91,7 +92,7 @@ async fn lost_agent_deploys_restart_elsewhere() {
 async fn drain_and_undrain() {
     let dir = tempfile::tempdir().unwrap();
     let coord = Coordinator::start(dir.path(), &[]);
-    let _d = FakeAgent::connect(&coord, AgentBehaviour::new("agent-d", 4)).await;
+    let _d = FakeAgent::connect(coord.channel().await, AgentBehaviour::new("agent-d", 4)).await;
     let mut shares = coord.shares().await;
     let s = shares
         .drain_share(pb::DrainShareRequest {
@@ -140,7 +141,7 @@ async fn drain_and_undrain() {
     assert_eq!(placed.share, "agent-d");
 
     // A second agent joins; draining the first moves the idle node to it.
-    let _e = FakeAgent::connect(&coord, AgentBehaviour::new("agent-e", 4)).await;
+    let _e = FakeAgent::connect(coord.channel().await, AgentBehaviour::new("agent-e", 4)).await;
     shares
         .drain_share(pb::DrainShareRequest {
             share: "agent-d".into(),
@@ -179,7 +180,7 @@ async fn drain_and_undrain() {
 async fn watch_streams_changes_and_flags_lag() {
     let dir = tempfile::tempdir().unwrap();
     let coord = Coordinator::start(dir.path(), &["--watch-buffer", "8"]);
-    let _agent = FakeAgent::connect(&coord, AgentBehaviour::new("agent-w", 4)).await;
+    let _agent = FakeAgent::connect(coord.channel().await, AgentBehaviour::new("agent-w", 4)).await;
     let mut nodes = coord.nodes().await;
     let first = nodes.create_node(node_req(0)).await.unwrap().into_inner();
 

@@ -296,7 +296,7 @@ async fn agent_registration_lookup_and_token_check() {
     let coord = Coordinator::start(dir.path(), &["--callback-timeout", "1h"]);
     let mut b = crate::common::AgentBehaviour::new("agent-a", 4);
     b.ramdisk_heartbeats = false;
-    let _agent = crate::common::FakeAgent::connect(&coord, b).await;
+    let _agent = crate::common::FakeAgent::connect(coord.channel().await, b).await;
     let uuids = crate::common::enroll_available(&coord, 1).await;
     let mut nodes = coord.nodes().await;
     nodes

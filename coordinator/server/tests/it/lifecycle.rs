@@ -16,7 +16,7 @@ async fn kill_and_restart_loses_nothing() {
     let mut coord = Coordinator::start(dir.path(), &args);
     let mut behaviour = AgentBehaviour::new("agent-r", 4);
     behaviour.job_time = Duration::from_millis(150);
-    let agent = FakeAgent::connect(&coord, behaviour.clone()).await;
+    let agent = FakeAgent::connect(coord.channel().await, behaviour.clone()).await;
     let uuids = enroll_available(&coord, 20).await;
     let mut nodes = coord.nodes().await;
     bulk(&mut nodes, &uuids, "deploy").await;
@@ -43,7 +43,8 @@ async fn kill_and_restart_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(400)).await;
 
     let coord = Coordinator::start(dir.path(), &args);
-    let _agent = FakeAgent::connect_with_stats(&coord, behaviour, stats.clone()).await;
+    let _agent =
+        FakeAgent::connect_with_stats(coord.channel().await, behaviour, stats.clone()).await;
     let mut nodes = coord.nodes().await;
     wait_all(&mut nodes, &uuids, "active", Duration::from_secs(60)).await;
 
@@ -79,7 +80,7 @@ async fn callback_timeout_fails_the_deploy() {
     let coord = Coordinator::start(dir.path(), &["--callback-timeout", "2s"]);
     let mut behaviour = AgentBehaviour::new("agent-t", 2);
     behaviour.ramdisk_heartbeats = false;
-    let agent = FakeAgent::connect(&coord, behaviour).await;
+    let agent = FakeAgent::connect(coord.channel().await, behaviour).await;
     let uuids = enroll_available(&coord, 1).await;
     let mut nodes = coord.nodes().await;
     let started = Instant::now();
@@ -138,7 +139,7 @@ async fn admission_queue_with_capacity_two() {
     let coord = Coordinator::start(dir.path(), &["--callback-timeout", "5m"]);
     let mut behaviour = AgentBehaviour::new("agent-q", 2);
     behaviour.job_time = Duration::from_millis(150);
-    let agent = FakeAgent::connect(&coord, behaviour).await;
+    let agent = FakeAgent::connect(coord.channel().await, behaviour).await;
     let uuids = enroll_available(&coord, 10).await;
     let mut nodes = coord.nodes().await;
     bulk(&mut nodes, &uuids, "deploy").await;
@@ -201,7 +202,7 @@ async fn global_cap_limits_concurrent_deploys() {
     let coord = Coordinator::start(dir.path(), &["--max-concurrent", "1"]);
     let mut behaviour = AgentBehaviour::new("agent-g", 8);
     behaviour.job_time = Duration::from_millis(50);
-    let agent = FakeAgent::connect(&coord, behaviour).await;
+    let agent = FakeAgent::connect(coord.channel().await, behaviour).await;
     let uuids = enroll_available(&coord, 4).await;
     let mut nodes = coord.nodes().await;
     bulk(&mut nodes, &uuids, "deploy").await;

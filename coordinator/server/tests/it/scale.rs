@@ -209,7 +209,7 @@ async fn deploy_throughput() {
     for i in 0..16 {
         let mut b = crate::common::AgentBehaviour::new(&format!("agent-{i:02}"), 64);
         b.job_time = Duration::from_millis(1);
-        agents.push(crate::common::FakeAgent::connect(&coord, b).await);
+        agents.push(crate::common::FakeAgent::connect(coord.channel().await, b).await);
     }
     let mut nodes = coord.nodes().await;
     let mut tasks = Vec::new();

@@ -5,4 +5,5 @@
 //! - [`fake_agent`]: plays a share agent (and the ramdisks of its nodes) for the
 //!   `coordinator` tests.
 
+pub mod fake_agent;
 pub mod fake_coordinator;
