@@ -11,7 +11,7 @@
 //! - `ironic.conf.in`: the configuration the harness renders.
 //! - `run.sh`: `setup.sh` then `harness.py` with the workspace's `irmc-sim` binary.
 //! - `bench.sh`: the side-by-side benchmark (Ironic vs. `vmedia demo`).
-//! - this crate: [`run`] wraps `run.sh` for Rust tests (`tests/fidelity.rs`).
+//! - this crate: [`run`] wraps `run.sh` for Rust tests (`tests/it/fidelity.rs`).
 //!
 //! # Invariants
 //! - Everything runs on loopback; the simulated iRMCs get a random `127.X.Y.1` base so runs
