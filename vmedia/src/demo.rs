@@ -101,8 +101,24 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         args.nodes,
         work_dir.display()
     ));
-    let mut fleet = Fleet::start(spec).await?;
-    let outcome = drive(&mut fleet, &args).await;
+    check_capacity(&spec)?;
+    // Every child dies with the fleet: on SIGINT, SIGTERM or SIGHUP the fleet is shut down
+    // as after a normal run (a start cut short drops its children, which kills them).
+    let mut fleet = tokio::select! {
+        r = Fleet::start(spec) => r?,
+        sig = terminated() => {
+            eprintln!("{}: stopped while starting", sig.name);
+            return Ok(ExitCode::from(sig.exit_code));
+        }
+    };
+    let outcome = tokio::select! {
+        r = drive(&mut fleet, &args) => r,
+        sig = terminated() => {
+            eprintln!("{}: stopping every process of the demo", sig.name);
+            fleet.shutdown().await;
+            return Ok(ExitCode::from(sig.exit_code));
+        }
+    };
     let code = match &outcome {
         Ok(report) => {
             if args.json {
@@ -128,14 +144,90 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             None => String::new(),
         };
         eprintln!(
-            "\nthe system keeps running (Ctrl-C stops it):\n  export VMEDIA_COORDINATOR={}{access}\n  vmedia node list\n  vmedia share list\n  logs: {}",
+            "\nthe system keeps running (Ctrl-C or SIGTERM stops it):\n  export VMEDIA_COORDINATOR={}{access}\n  vmedia node list\n  vmedia share list\n  logs: {}",
             fleet.coordinator_url(),
             work_dir.join("logs").display()
         );
-        let _ = tokio::signal::ctrl_c().await;
+        terminated().await;
     }
     fleet.shutdown().await;
     outcome.map(|_| code)
+}
+
+/// A termination signal that arrived, and the exit status a shell gives it.
+struct Terminated {
+    name: &'static str,
+    exit_code: u8,
+}
+
+/// Waits for SIGINT (Ctrl-C), SIGTERM (what `timeout`, `kill` and CI runners send) or
+/// SIGHUP (a closed terminal).
+async fn terminated() -> Terminated {
+    use tokio::signal::unix::{SignalKind, signal};
+    let stream = |kind| signal(kind).ok();
+    let (mut term, mut hup) = (
+        stream(SignalKind::terminate()),
+        stream(SignalKind::hangup()),
+    );
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => Terminated { name: "SIGINT", exit_code: 130 },
+        _ = recv(&mut term) => Terminated { name: "SIGTERM", exit_code: 143 },
+        _ = recv(&mut hup) => Terminated { name: "SIGHUP", exit_code: 129 },
+    }
+}
+
+/// The next delivery of `s`; never, when the signal could not be registered.
+async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// Memory one simulated node costs across every process of a local fleet (the simulator's
+/// node state and TLS listener, the agents' per-node records, the coordinator's index),
+/// measured at 10,000 nodes with headroom (BENCHMARKS.md, "vmedia demo").
+const BYTES_PER_NODE: u64 = 256 << 10;
+
+/// Refuses, before anything starts, a fleet this machine cannot hold, with the reason:
+/// loopback addresses for every simulated iRMC, and memory.
+fn check_capacity(spec: &FleetSpec) -> Result<()> {
+    if let Err(e) = fleet::spec::sim_address(spec.sim_base, spec.nodes - 1) {
+        anyhow::bail!(
+            "--nodes {}: this machine cannot give every simulated iRMC its own loopback address from {} ({e})",
+            spec.nodes,
+            spec.sim_base
+        );
+    }
+    if let Some(avail) = mem_available_bytes() {
+        let need = spec.nodes as u64 * BYTES_PER_NODE;
+        if need > avail / 10 * 8 {
+            anyhow::bail!(
+                "--nodes {}: a local fleet needs about {} MiB of memory ({} KiB per simulated node across the simulator, the share agents and the coordinator), but only {} MiB are available; use at most {} nodes here",
+                spec.nodes,
+                need >> 20,
+                BYTES_PER_NODE >> 10,
+                avail >> 20,
+                avail / 10 * 8 / BYTES_PER_NODE
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `MemAvailable` from /proc/meminfo, in bytes.
+fn mem_available_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = text
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 struct Report {

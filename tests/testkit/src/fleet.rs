@@ -39,6 +39,125 @@ pub fn lone_coordinator(bin_dir: &Path, dir: &Path) -> Result<(Proc, SocketAddr)
     Ok((spawn_logged(cmd, "coordinator", &dir.join("logs"))?, addr))
 }
 
+/// One `irmc-sim` process and the slice of the fleet it simulates.
+pub struct SimProc {
+    pub proc: Proc,
+    /// Index of its first node in the fleet.
+    pub first: usize,
+    pub count: usize,
+    /// Its control API address.
+    pub control: Option<String>,
+    /// The CA that signs its iRMCs' certificates (the nodes' `irmc_verify_ca`).
+    pub ca_file: PathBuf,
+}
+
+impl SimProc {
+    fn control(&self) -> Result<&str> {
+        self.control
+            .as_deref()
+            .ok_or_else(|| anyhow!("{} has no control API", self.proc.name))
+    }
+}
+
+/// Raises this process's soft open-file limit to its hard limit; the simulators, agents
+/// and coordinator it starts inherit it. Best effort: a limit that cannot be read or raised
+/// stays as it is, and the fleet's sizing ([`FleetSpec::nodes_per_sim`]) keeps each
+/// simulator within it.
+pub fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+/// Starts the simulator processes: one per [`FleetSpec::nodes_per_sim`] nodes, on
+/// consecutive address ranges from `spec.sim_base`. On failure, those already started are
+/// stopped.
+async fn start_sims(spec: &FleetSpec, bmc_pw_file: &Path) -> Result<Vec<SimProc>> {
+    let w = &spec.work_dir;
+    let per = spec.nodes_per_sim.max(1);
+    let mut sims: Vec<SimProc> = Vec::new();
+    let mut first = 0;
+    while first < spec.nodes.max(1) {
+        let count = per.min(spec.nodes - first).max(1);
+        let k = sims.len();
+        let name = if spec.nodes <= per {
+            "irmc-sim".to_string()
+        } else {
+            format!("irmc-sim-{}", k + 1)
+        };
+        let ca_file = if k == 0 {
+            w.join("irmc-ca.pem")
+        } else {
+            w.join(format!("irmc-ca-{}.pem", k + 1))
+        };
+        let mut cmd = Command::new(spec.bin_dir.join("irmc-sim"));
+        cmd.arg("--count")
+            .arg(count.to_string())
+            .arg("--base-address")
+            .arg(sim_address(spec.sim_base, first)?.to_string())
+            .arg("--username")
+            .arg("admin")
+            .arg("--password-file")
+            .arg(bmc_pw_file)
+            .arg("--cert-out")
+            .arg(&ca_file)
+            .arg("--control")
+            .arg("127.0.0.1:0")
+            .arg("--boot")
+            .arg("--fast-ramdisk");
+        // HTTPS always (it also writes the CA the nodes are enrolled with); plain HTTP
+        // only when the nodes use it: one listener per address and port counts against
+        // each simulator's open-file limit.
+        cmd.arg("--https-port").arg("443");
+        if spec.bmc_port != 443 {
+            cmd.arg("--http-port").arg(spec.bmc_port.to_string());
+        }
+        for s in 1..=spec.shares {
+            cmd.arg("--share-map").arg(format!(
+                "{}:{}@{}/share={}",
+                "demo",
+                spec.sim_share_password,
+                share_server(s),
+                share_dir(w, s).display()
+            ));
+        }
+        cmd.args(&spec.sim_args);
+        let started = spawn_until(
+            cmd,
+            &name,
+            &w.join("logs"),
+            |l| l.starts_with("ready"),
+            Duration::from_secs(120),
+        )
+        .await;
+        let (proc, ready) = match started {
+            Ok(x) => x,
+            Err(e) => {
+                for s in &mut sims {
+                    s.proc.kill().await;
+                }
+                return Err(e);
+            }
+        };
+        let control = ready
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("control="))
+            .map(str::to_string);
+        sims.push(SimProc {
+            proc,
+            first,
+            count,
+            control,
+            ca_file,
+        });
+        first += count;
+    }
+    Ok(sims)
+}
+
 /// A running local fleet.
 pub struct Fleet {
     pub spec: FleetSpec,
@@ -53,9 +172,9 @@ pub struct Fleet {
     pub access: Access,
     pub agents: Vec<Option<Proc>>,
     pub agent_http: Vec<SocketAddr>,
-    pub sim: Proc,
-    pub sim_control: Option<String>,
-    pub ca_file: PathBuf,
+    /// The simulator processes, in node order: each simulates a contiguous slice of the
+    /// fleet (see [`FleetSpec::nodes_per_sim`]).
+    pub sims: Vec<SimProc>,
     pub image_url: String,
     pub image_sha256: String,
     pub deploy_iso_url: String,
@@ -107,56 +226,15 @@ impl Fleet {
         let image_url = format!("http://{}/disk.img", files.addr);
         let deploy_iso_url = format!("http://{}/deploy.iso", files.addr);
 
-        // Simulator first: it knows the shares and writes its CA.
-        let ca_file = w.join("irmc-ca.pem");
+        // Simulators first: they know the shares and write their CAs.
         let bmc_pw_file = write_secret(w, "bmc-password", &spec.bmc_password)?;
+        raise_open_file_limit();
         // A random loopback range can be taken by another fleet on this machine (tests
         // run in parallel): pick another one and try again.
         let mut attempts = 0;
-        let (sim, ready) = loop {
-            let mut sim_cmd = Command::new(spec.bin_dir.join("irmc-sim"));
-            sim_cmd
-                .arg("--count")
-                .arg(spec.nodes.to_string())
-                .arg("--base-address")
-                .arg(spec.sim_base.to_string())
-                .arg("--username")
-                .arg("admin")
-                .arg("--password-file")
-                .arg(&bmc_pw_file)
-                .arg("--cert-out")
-                .arg(&ca_file)
-                .arg("--control")
-                .arg("127.0.0.1:0")
-                .arg("--boot")
-                .arg("--fast-ramdisk");
-            // HTTPS always (it also writes the CA the nodes are enrolled with); plain HTTP
-            // only when the nodes use it: one listener per address and port, and 10,000
-            // addresses x 2 ports would not fit a 20,000 open-file limit.
-            sim_cmd.arg("--https-port").arg("443");
-            if spec.bmc_port != 443 {
-                sim_cmd.arg("--http-port").arg(spec.bmc_port.to_string());
-            }
-            for k in 1..=spec.shares {
-                sim_cmd.arg("--share-map").arg(format!(
-                    "{}:{}@{}/share={}",
-                    "demo",
-                    spec.sim_share_password,
-                    share_server(k),
-                    share_dir(w, k).display()
-                ));
-            }
-            sim_cmd.args(&spec.sim_args);
-            let started = spawn_until(
-                sim_cmd,
-                "irmc-sim",
-                &w.join("logs"),
-                |l| l.starts_with("ready"),
-                Duration::from_secs(120),
-            )
-            .await;
-            match started {
-                Ok(x) => break x,
+        let sims = loop {
+            match start_sims(&spec, &bmc_pw_file).await {
+                Ok(sims) => break sims,
                 Err(e) if attempts < 8 && format!("{e:#}").contains("Address already in use") => {
                     attempts += 1;
                     spec.sim_base = random_sim_base();
@@ -164,10 +242,6 @@ impl Fleet {
                 Err(e) => return Err(e),
             }
         };
-        let sim_control = ready
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix("control="))
-            .map(str::to_string);
         let bmc_addresses = (0..spec.nodes)
             .map(|i| sim_address(spec.sim_base, i))
             .collect::<Result<Vec<_>>>()?;
@@ -208,9 +282,7 @@ impl Fleet {
             access,
             agents: Vec::new(),
             agent_http: Vec::new(),
-            sim,
-            sim_control,
-            ca_file,
+            sims,
             image_url,
             image_sha256,
             deploy_iso_url,
@@ -529,7 +601,7 @@ impl Fleet {
         driver_info.insert("irmc_port".to_string(), self.spec.bmc_port.to_string());
         driver_info.insert(
             "irmc_verify_ca".to_string(),
-            self.ca_file.display().to_string(),
+            self.sim_of(i).0.ca_file.display().to_string(),
         );
         driver_info.insert("deploy_iso".to_string(), self.deploy_iso_url.clone());
         let mut instance_info = BTreeMap::new();
@@ -670,7 +742,7 @@ impl Fleet {
                 .flatten()
                 .filter_map(Proc::cpu_seconds)
                 .sum(),
-            simulator: self.sim.cpu_seconds().unwrap_or(0.0),
+            simulator: self.sims.iter().filter_map(|s| s.proc.cpu_seconds()).sum(),
         }
     }
 
@@ -681,22 +753,45 @@ impl Fleet {
             .collect()
     }
 
-    /// The simulator's request counters (`GET /counters` on its control API).
-    pub async fn sim_counters(&self) -> Result<serde_json::Value> {
-        let addr = self
-            .sim_control
-            .as_deref()
-            .ok_or_else(|| anyhow!("the simulator has no control API"))?;
-        http_get_json(addr, "/counters").await
+    /// The simulator process that simulates node `i`, and `i`'s index within it.
+    pub fn sim_of(&self, i: usize) -> (&SimProc, usize) {
+        let k = self
+            .sims
+            .iter()
+            .rposition(|s| s.first <= i)
+            .unwrap_or_default();
+        (&self.sims[k], i - self.sims[k].first)
     }
 
-    /// One simulated node as the simulator sees it (`GET /nodes/{i}`).
+    /// The simulators' request counters (`GET /counters` on each control API), merged as
+    /// if one simulator served the whole fleet: `total` summed field by field, `nodes`
+    /// keyed by the fleet-wide node index.
+    pub async fn sim_counters(&self) -> Result<serde_json::Value> {
+        let mut total = serde_json::Map::new();
+        let mut nodes = serde_json::Map::new();
+        for sim in &self.sims {
+            let v = http_get_json(sim.control()?, "/counters").await?;
+            if let Some(t) = v.get("total").and_then(|t| t.as_object()) {
+                for (k, n) in t {
+                    let sum = total.get(k).and_then(|x| x.as_u64()).unwrap_or(0)
+                        + n.as_u64().unwrap_or(0);
+                    total.insert(k.clone(), sum.into());
+                }
+            }
+            if let Some(m) = v.get("nodes").and_then(|m| m.as_object()) {
+                for (k, c) in m {
+                    let i = k.parse::<usize>().unwrap_or(0) + sim.first;
+                    nodes.insert(i.to_string(), c.clone());
+                }
+            }
+        }
+        Ok(serde_json::json!({"total": total, "nodes": nodes}))
+    }
+
+    /// One simulated node as its simulator sees it (`GET /nodes/{i}`).
     pub async fn sim_node(&self, i: usize) -> Result<serde_json::Value> {
-        let addr = self
-            .sim_control
-            .as_deref()
-            .ok_or_else(|| anyhow!("the simulator has no control API"))?;
-        http_get_json(addr, &format!("/nodes/{i}")).await
+        let (sim, j) = self.sim_of(i);
+        http_get_json(sim.control()?, &format!("/nodes/{j}")).await
     }
 
     /// Stops everything (SIGTERM, then SIGKILL).
@@ -712,7 +807,9 @@ impl Fleet {
                 p.stop(Duration::from_secs(3)).await;
             }
         }
-        self.sim.stop(Duration::from_secs(3)).await;
+        for s in &mut self.sims {
+            s.proc.stop(Duration::from_secs(3)).await;
+        }
         self.files.stop();
     }
 }

@@ -23,7 +23,12 @@ pub struct FleetSpec {
     pub agent_capacity: u32,
     /// Coordinator's deploy call-back timeout.
     pub callback_timeout: Duration,
-    /// Extra `irmc-sim` arguments (faults, boot delay ...).
+    /// Simulated iRMCs per `irmc-sim` process: larger fleets run several simulators on
+    /// consecutive address ranges, so that no process outgrows its open-file limit (every
+    /// simulated iRMC holds listeners and connections). Node indices in `sim_args` faults
+    /// count within each simulator.
+    pub nodes_per_sim: usize,
+    /// Extra `irmc-sim` arguments (faults, boot delay ...), given to every simulator.
     pub sim_args: Vec<String>,
     /// Extra `coordinator` arguments.
     pub coordinator_args: Vec<String>,
@@ -58,6 +63,7 @@ impl FleetSpec {
             sim_base: random_sim_base(),
             agent_capacity: 64,
             callback_timeout: Duration::from_secs(1800),
+            nodes_per_sim: default_nodes_per_sim(),
             sim_args: Vec::new(),
             coordinator_args: Vec::new(),
             share_password: "share-Pa55<&\"word".into(),
@@ -70,6 +76,15 @@ impl FleetSpec {
             database_url: None,
         }
     }
+}
+
+/// Simulated iRMCs per simulator process: a fifth of the open-file hard limit, at most
+/// 2,500 (a simulated iRMC needs a listener or two, and connections while it deploys).
+pub fn default_nodes_per_sim() -> usize {
+    let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(_, hard)| hard)
+        .unwrap_or(1024);
+    usize::try_from(hard / 5).unwrap_or(2500).clamp(100, 2500)
 }
 
 /// A random `127.R.S.1` base (R in 2..=241, S in 0..=199, so 10,000 nodes still fit below

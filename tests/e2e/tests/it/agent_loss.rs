@@ -1,5 +1,6 @@
 //! 50 nodes over 3 share agents; one agent is SIGKILLed mid-deploy. Its nodes are re-placed
-//! on the survivors and every node still ends `active`.
+//! on the survivors and every node still ends `active`. The iRMCs are spread over three
+//! simulator processes, as in a large demo fleet.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -11,6 +12,8 @@ async fn fifty_nodes_survive_a_killed_agent() -> anyhow::Result<()> {
     let (mut spec, _dir) = e2e::spec(50, 3)?;
     // A slow enough ramdisk boot that the kill lands while deploys are in flight.
     spec.sim_args = vec!["--boot-delay".into(), "2s".into()];
+    // Three simulator processes (20 + 20 + 10 iRMCs), as a large demo fleet runs them.
+    spec.nodes_per_sim = 20;
     let mut f = e2e::start(spec).await?;
     let result = async {
         let uuids = f.enroll_all().await?;
