@@ -2,7 +2,9 @@
 //! one PostgreSQL while nodes deploy; the leader, which serves the watch, is SIGKILLed
 //! mid-deploy. The watch keeps running, reconnects to the new leader, resumes from the last
 //! event it printed, and its output ends up holding every node's final state (`active`):
-//! nothing is lost across the leader change.
+//! nothing is lost across the leader change. The watch is frozen (SIGSTOP) from just before
+//! the kill until every node is active, so those final states can only reach it through
+//! the resume (`since_ms`), never as live events.
 
 use std::collections::{BTreeMap, HashSet};
 use std::process::Stdio;
@@ -144,6 +146,12 @@ async fn watch_survives_a_leader_kill_without_losing_events() -> anyhow::Result<
             .await
             .ok_or_else(|| anyhow::anyhow!("no leader before the kill"))?;
         let printed_before_kill = snapshot(&out).len();
+        let pid = watch
+            .as_ref()
+            .and_then(tokio::process::Child::id)
+            .ok_or_else(|| anyhow::anyhow!("the watch exited before the kill"))?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid)?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP)?;
         f.kill_replica(leader).await;
 
         let nodes = fleet::wait_until(
@@ -162,6 +170,7 @@ async fn watch_survives_a_leader_kill_without_losing_events() -> anyhow::Result<
             failed.is_empty(),
             "nodes not active after the fail-over: {failed:?}"
         );
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT)?;
 
         // Every node's final state reaches the watch (bounded wait: the watch may still be
         // backing off when the last node turns active).
