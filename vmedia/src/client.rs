@@ -1,19 +1,37 @@
 //! gRPC plumbing shared by the coordinator-facing subcommands (`node`, `share`, `watch`):
-//! connecting (see `coordinator_client::conn`), `key=value` argument parsing and plain-text tables.
+//! which coordinator and credentials (a profile, flags and `VMEDIA_*` variables: see
+//! `coordinator_client::profile`), connecting (see `coordinator_client::conn`),
+//! `key=value` argument parsing and plain-text tables.
 
 use std::collections::HashMap;
 
 use anyhow::Context as _;
 
 pub use coordinator_client::conn::Clients;
+pub use coordinator_client::profile::Target;
+use coordinator_client::profile::{Explicit, resolve};
 
-/// Connects to the coordinator at `addr` (with or without a scheme; a comma-separated
-/// list of replicas finds the leader). TLS CA and API token come from the environment:
-/// `VMEDIA_CA_FILE`, `VMEDIA_TOKEN_FILE` or `VMEDIA_TOKEN`.
-pub async fn connect(addr: &str) -> anyhow::Result<Clients> {
-    let access =
-        coordinator_client::conn::Access::from_env().context("reading VMEDIA_* access settings")?;
-    coordinator_client::conn::connect(addr, &access).await
+/// Works out the coordinator and credentials from `--profile`, `--coordinator` and the
+/// environment; warnings (a token file others can read) go to stderr.
+pub fn target(profile: Option<String>, coordinator: Option<String>) -> anyhow::Result<Target> {
+    let t = resolve(&Explicit {
+        profile,
+        coordinator,
+    })?;
+    for w in &t.warnings {
+        eprintln!("vmedia: warning: {w}");
+    }
+    Ok(t)
+}
+
+/// Connects to the target's coordinator (a comma-separated list of replicas finds the
+/// leader).
+pub async fn connect(t: &Target) -> anyhow::Result<Clients> {
+    let c = coordinator_client::conn::connect(&t.coordinator, &t.access).await;
+    match &t.profile {
+        Some((name, file)) => c.with_context(|| format!("profile {name} ({})", file.display())),
+        None => c,
+    }
 }
 
 /// Turns a gRPC status into an error whose text is the server's message (no debug noise).

@@ -1,7 +1,10 @@
 //! `vmedia`: the operator's command-line tool.
 //!
-//! - `vmedia node|share|watch ...` talk gRPC to the coordinator (`--coordinator ADDR` or
-//!   `VMEDIA_COORDINATOR`).
+//! - `vmedia node|share|watch ...` talk gRPC to the coordinator: `--profile NAME` (or
+//!   `VMEDIA_PROFILE`) picks a profile of the config file, `--coordinator ADDR` (or
+//!   `VMEDIA_COORDINATOR`) and the `VMEDIA_*` credential variables override it
+//!   (`coordinator_client::profile`). Every listing takes `--output table|json|yaml`
+//!   (`output`).
 //! - `vmedia bmc ...` talks to one iRMC directly (SCCI + Redfish), no coordinator needed.
 //! - `vmedia media ...` builds boot media locally (parameter images, boot ISOs).
 //! - `vmedia demo` runs the whole system on this machine and deploys a simulated fleet;
@@ -9,6 +12,7 @@
 //!   start their processes through the `testkit` crate.
 //! - `vmedia certs init` writes a development PKI and API tokens
 //!   (`coordinator_client::pki`).
+//! - `vmedia completions bash|zsh|fish|...` prints a shell completion script.
 //!
 //! Each subcommand lives in its own module; this file only parses and dispatches.
 
@@ -19,10 +23,11 @@ mod client;
 mod demo;
 mod media;
 mod node;
+mod output;
 mod share;
 mod watch;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -31,14 +36,15 @@ use clap::{Parser, Subcommand};
     about = "Operate a fleet of iRMC servers provisioned through virtual media"
 )]
 struct Cli {
-    /// Coordinator gRPC address, e.g. http://127.0.0.1:50051
-    #[arg(
-        long,
-        global = true,
-        env = "VMEDIA_COORDINATOR",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    coordinator: String,
+    /// Coordinator gRPC address or comma-separated replica list [default: the profile's,
+    /// else http://127.0.0.1:50051]
+    #[arg(long, global = true, env = "VMEDIA_COORDINATOR")]
+    coordinator: Option<String>,
+
+    /// Profile of the config file ($VMEDIA_CONFIG, else
+    /// $XDG_CONFIG_HOME/vmedia/config.toml or ~/.config/vmedia/config.toml)
+    #[arg(long, global = true, env = "VMEDIA_PROFILE")]
+    profile: Option<String>,
 
     /// Log filter (tracing env-filter syntax); logs go to stderr
     #[arg(long, global = true, env = "VMEDIA_LOG", default_value = "warn")]
@@ -71,6 +77,8 @@ enum Command {
     /// Development certificates and API tokens
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// Print a shell completion script, e.g. `vmedia completions bash > /etc/bash_completion.d/vmedia`
+    Completions { shell: clap_complete::Shell },
 }
 
 fn main() -> std::process::ExitCode {
@@ -86,16 +94,31 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // Only the commands that talk to the coordinator read the profile.
+    let target = || client::target(cli.profile.clone(), cli.coordinator.clone());
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Node(cmd) => node::run(&cli.coordinator, cmd).await,
-            Command::Share(cmd) => share::run(&cli.coordinator, cmd).await,
-            Command::Watch(args) => watch::run(&cli.coordinator, args).await,
+            Command::Node(cmd) => node::run(&target()?, cmd).await,
+            Command::Share(cmd) => share::run(&target()?, cmd).await,
+            Command::Watch(args) => watch::run(&target()?, args).await,
             Command::Bmc(cmd) => bmc::run(cmd).await,
             Command::Media(cmd) => media::run(cmd).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Certs(cmd) => certs::run(cmd).await,
+            Command::Completions { shell } => {
+                // Into memory first: clap_complete panics on a failed write (a closed pipe).
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut Cli::command(), "vmedia", &mut script);
+                match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                    Ok(()) => Ok(std::process::ExitCode::SUCCESS),
+                    // `| head`: the reader has what it wanted.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                        Ok(std::process::ExitCode::SUCCESS)
+                    }
+                    Err(e) => Err(anyhow::anyhow!("writing the completion script: {e}")),
+                }
+            }
         }
     });
     match result {

@@ -2,37 +2,37 @@
 
 use std::process::ExitCode;
 
-use crate::client::{connect, kv_line, status_err, table};
+use crate::client::{Target, connect, kv_line, status_err, table};
+use crate::output::{self, Format, OutputArgs};
 use vmedia_proto::v1::{DrainShareRequest, ListSharesRequest, Share};
 
 #[derive(clap::Subcommand)]
 pub enum ShareCommand {
     /// List share agents with capacity, load and health
     List {
-        /// Print JSON instead of a table
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: OutputArgs,
     },
     /// Stop placing nodes on an agent; its nodes move to other agents
     Drain {
         /// Agent id
         share: String,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: OutputArgs,
     },
     /// Allow placement on a drained agent again
     Undrain {
         /// Agent id
         share: String,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: OutputArgs,
     },
 }
 
-pub async fn run(coordinator: &str, cmd: ShareCommand) -> anyhow::Result<ExitCode> {
-    let mut c = connect(coordinator).await?;
+pub async fn run(target: &Target, cmd: ShareCommand) -> anyhow::Result<ExitCode> {
+    let mut c = connect(target).await?;
     match cmd {
-        ShareCommand::List { json } => {
+        ShareCommand::List { out } => {
             let shares = c
                 .shares
                 .list_shares(ListSharesRequest {})
@@ -40,44 +40,10 @@ pub async fn run(coordinator: &str, cmd: ShareCommand) -> anyhow::Result<ExitCod
                 .map_err(|s| status_err("list shares", s))?
                 .into_inner()
                 .shares;
-            if json {
-                let v: Vec<_> = shares.iter().map(share_json).collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                let rows: Vec<Vec<String>> = shares
-                    .iter()
-                    .map(|s| {
-                        vec![
-                            s.id.clone(),
-                            s.health.clone(),
-                            format!("{}/{}", s.active, s.capacity),
-                            s.queued.to_string(),
-                            s.nodes.to_string(),
-                            bytes(s.free_bytes),
-                            format!("{} {}:{}", s.share_type, s.server, s.share_name),
-                            s.bmc_networks.join(","),
-                        ]
-                    })
-                    .collect();
-                print!(
-                    "{}",
-                    table(
-                        &[
-                            "SHARE",
-                            "HEALTH",
-                            "ACTIVE/CAP",
-                            "QUEUED",
-                            "NODES",
-                            "FREE",
-                            "EXPORT",
-                            "BMC NETWORKS"
-                        ],
-                        &rows
-                    )
-                );
-            }
+            let v = serde_json::Value::Array(shares.iter().map(share_json).collect());
+            output::print(out.format(), &v, || share_table(&shares))?;
         }
-        ShareCommand::Drain { share, json } => {
+        ShareCommand::Drain { share, out } => {
             let s = c
                 .shares
                 .drain_share(DrainShareRequest {
@@ -86,9 +52,9 @@ pub async fn run(coordinator: &str, cmd: ShareCommand) -> anyhow::Result<ExitCod
                 .await
                 .map_err(|s| status_err(&format!("drain share {share}"), s))?
                 .into_inner();
-            print_one(&s, json)?;
+            print_one(&s, out.format())?;
         }
-        ShareCommand::Undrain { share, json } => {
+        ShareCommand::Undrain { share, out } => {
             let s = c
                 .shares
                 .undrain_share(DrainShareRequest {
@@ -97,18 +63,48 @@ pub async fn run(coordinator: &str, cmd: ShareCommand) -> anyhow::Result<ExitCod
                 .await
                 .map_err(|s| status_err(&format!("undrain share {share}"), s))?
                 .into_inner();
-            print_one(&s, json)?;
+            print_one(&s, out.format())?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_one(s: &Share, json: bool) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(&share_json(s))?);
-    } else {
-        println!(
-            "share {}: {} (drained: {}), {} nodes, {}/{} active, {} queued, labels: {}",
+/// The `share list` table.
+pub fn share_table(shares: &[Share]) -> String {
+    let rows: Vec<Vec<String>> = shares
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.clone(),
+                s.health.clone(),
+                format!("{}/{}", s.active, s.capacity),
+                s.queued.to_string(),
+                s.nodes.to_string(),
+                bytes(s.free_bytes),
+                format!("{} {}:{}", s.share_type, s.server, s.share_name),
+                s.bmc_networks.join(","),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "SHARE",
+            "HEALTH",
+            "ACTIVE/CAP",
+            "QUEUED",
+            "NODES",
+            "FREE",
+            "EXPORT",
+            "BMC NETWORKS",
+        ],
+        &rows,
+    )
+}
+
+fn print_one(s: &Share, format: Format) -> anyhow::Result<()> {
+    output::print(format, &share_json(s), || {
+        format!(
+            "share {}: {} (drained: {}), {} nodes, {}/{} active, {} queued, labels: {}\n",
             s.id,
             s.health,
             s.drained,
@@ -117,12 +113,11 @@ fn print_one(s: &Share, json: bool) -> anyhow::Result<()> {
             s.capacity,
             s.queued,
             kv_line(&s.labels)
-        );
-    }
-    Ok(())
+        )
+    })
 }
 
-fn share_json(s: &Share) -> serde_json::Value {
+pub fn share_json(s: &Share) -> serde_json::Value {
     serde_json::json!({
         "id": s.id, "health": s.health, "drained": s.drained, "server": s.server,
         "share_type": s.share_type, "share_name": s.share_name, "capacity": s.capacity,

@@ -6,9 +6,8 @@
 //! UNAVAILABLE "not the leader; leader is URL". [`connect`] finds the leader (following
 //! such redirects, skipping unreachable replicas), so callers just use the clients.
 //!
-//! The CLI takes its settings from the environment ([`Access::from_env`]:
-//! `VMEDIA_CA_FILE`, `VMEDIA_TOKEN_FILE` or `VMEDIA_TOKEN`); the local fleet passes them
-//! in directly.
+//! The CLI takes its settings from a profile and the environment
+//! ([`crate::profile::resolve`]); the local fleet passes them in directly.
 
 use std::path::PathBuf;
 use std::time::Duration;

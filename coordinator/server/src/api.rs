@@ -64,6 +64,73 @@ impl Api {
         node_to_proto(n, queue_position(&self.engine.queue, &n.uuid()))
     }
 
+    /// Watch's first events: the current state of the selected nodes (`want`: one node, or
+    /// all). With `since_ms` (a resuming watcher), only the nodes whose status changed at or
+    /// after it, each stamped with its `updated_at_ms` so the client can drop what it has
+    /// already seen; without, every node, stamped now (`initial`, as before).
+    async fn snapshot(
+        &self,
+        want: Option<uuid::Uuid>,
+        since_ms: Option<i64>,
+    ) -> Result<Snapshot, ServerError> {
+        let now = now_ms();
+        let keep = |n: &Node| since_ms.is_none_or(|t| n.status.updated_at_ms >= t);
+        let stamp = |n: &Node| {
+            if since_ms.is_some() {
+                n.status.updated_at_ms
+            } else {
+                now
+            }
+        };
+        let mut out = Snapshot::default();
+        match want {
+            Some(u) => {
+                let n = self.load(&NodeId::Uuid(u)).await?;
+                if keep(&n) {
+                    out.shown
+                        .insert(u, (n.status.updated_at_ms, n.status.provision_state));
+                    out.events.push(convert::node_event(
+                        &n,
+                        queue_position(&self.engine.queue, &n.uuid()),
+                        stamp(&n),
+                    ));
+                }
+            }
+            None => {
+                // Paged through the read-only views; a resume filters on the status time
+                // kept in each node's status (no index: resumes are rare, a leader change
+                // or a lost connection).
+                let mut marker = None;
+                loop {
+                    let page = self
+                        .store
+                        .list_node_views(&NodeFilter::default(), MAX_LIMIT, marker)
+                        .await
+                        .map_err(|e| ServerError::store_about("watch", "all nodes", e))?;
+                    let full = page.len() == MAX_LIMIT as usize;
+                    marker = page.last().map(Node::uuid);
+                    let page: Vec<_> = page.into_iter().filter(|n| keep(n)).collect();
+                    let uuids: Vec<_> = page.iter().map(Node::uuid).collect();
+                    let positions = queue_positions(&self.engine.queue, &uuids);
+                    out.shown.extend(
+                        page.iter().map(|n| {
+                            (n.uuid(), (n.status.updated_at_ms, n.status.provision_state))
+                        }),
+                    );
+                    out.events.extend(
+                        page.iter()
+                            .zip(positions)
+                            .map(|(n, pos)| convert::node_event(n, pos, stamp(n))),
+                    );
+                    if !full {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn create(&self, req: pb::CreateNodeRequest) -> Result<pb::Node, ServerError> {
         let mut spec = convert::spec_from_create(req)?;
         core::normalize_spec(&mut spec);
@@ -315,48 +382,28 @@ impl Nodes for Api {
             let n = self.load(&node_id("node", &req.node)?).await?;
             Some(n.uuid())
         };
-        let mut initial = Vec::new();
-        if req.initial {
-            let now = now_ms();
-            match want_uuid {
-                Some(u) => {
-                    let n = self.load(&NodeId::Uuid(u)).await?;
-                    initial.push(convert::node_event(
-                        &n,
-                        queue_position(&self.engine.queue, &n.uuid()),
-                        now,
-                    ));
-                }
-                None => {
-                    let mut marker = None;
-                    loop {
-                        let page = self
-                            .store
-                            .list_node_views(&NodeFilter::default(), MAX_LIMIT, marker)
-                            .await
-                            .map_err(|e| ServerError::store_about("watch", "all nodes", e))?;
-                        let full = page.len() == MAX_LIMIT as usize;
-                        marker = page.last().map(Node::uuid);
-                        let uuids: Vec<_> = page.iter().map(Node::uuid).collect();
-                        let positions = queue_positions(&self.engine.queue, &uuids);
-                        initial.extend(
-                            page.iter()
-                                .zip(positions)
-                                .map(|(n, pos)| convert::node_event(n, pos, now)),
-                        );
-                        if !full {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        let stream = async_stream(initial, move |out| async move {
+        let Snapshot { events, mut shown } = if req.initial {
+            self.snapshot(want_uuid, None).await?
+        } else if req.since_ms > 0 {
+            self.snapshot(want_uuid, Some(req.since_ms)).await?
+        } else {
+            Snapshot::default()
+        };
+        let stream = async_stream(events, move |out| async move {
             loop {
                 match rx.recv().await {
                     Ok(ev) => {
                         if want_uuid.is_some_and(|u| u != ev.node) {
                             continue;
+                        }
+                        // Events queued while the snapshot was read: drop those the snapshot
+                        // already shows or that are older than it, so a node's last event
+                        // is always its latest state.
+                        if let Some(&(at, state)) = shown.get(&ev.node) {
+                            if ev.at_ms < at || (ev.at_ms == at && ev.provision_state == state) {
+                                continue;
+                            }
+                            shown.remove(&ev.node);
                         }
                         if out.send(Ok(convert::event_to_proto(ev))).await.is_err() {
                             return;
@@ -389,6 +436,13 @@ impl Nodes for Api {
         let n = self.load(&id).await?;
         Ok(Response::new(convert::secrets_to_proto(n.spec)))
     }
+}
+
+/// Watch's first events, and the (status time, state) each shows per node.
+#[derive(Default)]
+struct Snapshot {
+    events: Vec<pb::NodeEvent>,
+    shown: std::collections::HashMap<uuid::Uuid, (i64, ProvisionState)>,
 }
 
 /// A stream that first yields `initial`, then whatever `pump` sends. The pump runs in its own

@@ -11,11 +11,12 @@ use vmedia_proto::v1::CreateNodeRequest;
 
 use super::verb::bar_style;
 use crate::client::Clients;
+use crate::output::{self, Format};
 
 pub(super) async fn import(
     c: &mut Clients,
     file: &std::path::Path,
-    json: bool,
+    format: Format,
 ) -> anyhow::Result<ExitCode> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -45,34 +46,31 @@ pub(super) async fn import(
                 .is_some_and(|p| p == "******")
         })
         .count();
-    if json {
-        let f: Vec<_> = failures
-            .iter()
-            .map(|(n, e)| serde_json::json!({"node": n, "error": e}))
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "created": created.iter().map(|n| n.uuid.clone()).collect::<Vec<_>>(),
-                "failures": f,
-            }))?
-        );
-    } else {
-        println!(
-            "import: {} created, {} failed",
+    let f: Vec<_> = failures
+        .iter()
+        .map(|(n, e)| serde_json::json!({"node": n, "error": e}))
+        .collect();
+    let v = serde_json::json!({
+        "created": created.iter().map(|n| n.uuid.clone()).collect::<Vec<_>>(),
+        "failures": f,
+    });
+    output::print(format, &v, || {
+        let mut s = format!(
+            "import: {} created, {} failed\n",
             created.len(),
             failures.len()
         );
         for (n, e) in &failures {
-            println!("  {n}: {e}");
+            s.push_str(&format!("  {n}: {e}\n"));
         }
         if masked > 0 {
-            println!(
+            s.push_str(
                 "note: Ironic prints passwords as \"******\"; set the real irmc_password with \
-                 `vmedia node set NODE --driver-info irmc_password=...`"
+                 `vmedia node set NODE --driver-info irmc_password=...`\n",
             );
         }
-    }
+        s
+    })?;
     Ok(if failures.is_empty() {
         ExitCode::SUCCESS
     } else {

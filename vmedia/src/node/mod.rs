@@ -14,7 +14,8 @@ use vmedia_proto::v1::{
     ListNodesRequest, Node, UpdateNodeRequest, ValidateNodeRequest,
 };
 
-use crate::client::{Clients, connect, kv_line, parse_kv, status_err, table};
+use crate::client::{Clients, Target, connect, kv_line, parse_kv, status_err, table};
+use crate::output::{self, Format, OutputArgs};
 
 mod import;
 mod verb;
@@ -32,8 +33,8 @@ pub enum NodeCommand {
     /// Show one node
     Show {
         node: String,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: OutputArgs,
     },
     /// List nodes (all pages unless --limit)
     List(ListArgs),
@@ -47,8 +48,8 @@ pub enum NodeCommand {
     /// Check a node's fields per interface (power, management, boot, deploy)
     Validate {
         node: String,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: OutputArgs,
     },
     /// enroll -> manageable (checks the BMC)
     Manage(VerbArgs),
@@ -65,14 +66,14 @@ pub enum NodeCommand {
     /// Which share agent serves the node and why
     Explain {
         node: String,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: OutputArgs,
     },
     /// Enrol nodes from Ironic's `openstack baremetal node list --long -f json` or `node show -f json`
     Import {
         file: PathBuf,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: OutputArgs,
     },
 }
 
@@ -99,8 +100,8 @@ pub struct CreateArgs {
     /// Label the serving share agent must carry, KEY=VALUE (repeatable)
     #[arg(long = "share-selector")]
     pub share_selector: Vec<String>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 #[derive(clap::Args)]
@@ -117,8 +118,8 @@ pub struct ListArgs {
     /// At most this many nodes (default: all)
     #[arg(long)]
     pub limit: Option<u32>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 #[derive(clap::Args)]
@@ -146,8 +147,8 @@ pub struct SetArgs {
     pub share_selector: Vec<String>,
     #[arg(long)]
     pub maintenance: Option<bool>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 #[derive(clap::Args)]
@@ -173,12 +174,12 @@ pub struct VerbArgs {
     /// Give up waiting after this many seconds
     #[arg(long, default_value_t = 3600)]
     pub timeout: u64,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
-pub async fn run(coordinator: &str, cmd: NodeCommand) -> anyhow::Result<ExitCode> {
-    let mut c = connect(coordinator).await?;
+pub async fn run(target: &Target, cmd: NodeCommand) -> anyhow::Result<ExitCode> {
+    let mut c = connect(target).await?;
     match cmd {
         NodeCommand::Create(a) => {
             let req = CreateNodeRequest {
@@ -197,11 +198,11 @@ pub async fn run(coordinator: &str, cmd: NodeCommand) -> anyhow::Result<ExitCode
                 .await
                 .map_err(|s| status_err("create node", s))?
                 .into_inner();
-            print_node(&n, a.json)?;
+            print_node(&n, a.out.format())?;
         }
-        NodeCommand::Show { node, json } => {
+        NodeCommand::Show { node, out } => {
             let n = get(&mut c, &node).await?;
-            print_node(&n, json)?;
+            print_node(&n, out.format())?;
         }
         NodeCommand::List(a) => list(&mut c, a).await?,
         NodeCommand::Set(a) => {
@@ -226,7 +227,7 @@ pub async fn run(coordinator: &str, cmd: NodeCommand) -> anyhow::Result<ExitCode
                 .await
                 .map_err(|s| status_err(&format!("update node {}", a.node), s))?
                 .into_inner();
-            print_node(&n, a.json)?;
+            print_node(&n, a.out.format())?;
         }
         NodeCommand::Delete { nodes } => {
             let mut failed = false;
@@ -247,7 +248,7 @@ pub async fn run(coordinator: &str, cmd: NodeCommand) -> anyhow::Result<ExitCode
                 return Ok(ExitCode::FAILURE);
             }
         }
-        NodeCommand::Validate { node, json } => {
+        NodeCommand::Validate { node, out } => {
             let r = c
                 .nodes
                 .validate_node(ValidateNodeRequest { node: node.clone() })
@@ -255,21 +256,19 @@ pub async fn run(coordinator: &str, cmd: NodeCommand) -> anyhow::Result<ExitCode
                 .map_err(|s| status_err(&format!("validate node {node}"), s))?
                 .into_inner();
             let ok = r.interfaces.iter().all(|i| i.result);
-            if json {
-                let v: Vec<_> = r
-                    .interfaces
-                    .iter()
-                    .map(|i| serde_json::json!({"interface": i.interface, "result": i.result, "reason": i.reason}))
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
+            let v: Vec<_> = r
+                .interfaces
+                .iter()
+                .map(|i| serde_json::json!({"interface": i.interface, "result": i.result, "reason": i.reason}))
+                .collect();
+            output::print(out.format(), &Value::Array(v), || {
                 let rows: Vec<_> = r
                     .interfaces
                     .iter()
                     .map(|i| vec![i.interface.clone(), i.result.to_string(), i.reason.clone()])
                     .collect();
-                print!("{}", table(&["INTERFACE", "RESULT", "REASON"], &rows));
-            }
+                table(&["INTERFACE", "RESULT", "REASON"], &rows)
+            })?;
             if !ok {
                 return Ok(ExitCode::FAILURE);
             }
@@ -280,32 +279,27 @@ pub async fn run(coordinator: &str, cmd: NodeCommand) -> anyhow::Result<ExitCode
         NodeCommand::Undeploy(a) => return verb(&mut c, "undeploy", a).await,
         NodeCommand::Rebuild(a) => return verb(&mut c, "rebuild", a).await,
         NodeCommand::Abort(a) => return verb(&mut c, "abort", a).await,
-        NodeCommand::Explain { node, json } => {
+        NodeCommand::Explain { node, out } => {
             let e = c
                 .nodes
                 .explain_placement(ExplainPlacementRequest { node: node.clone() })
                 .await
                 .map_err(|s| status_err(&format!("explain placement of node {node}"), s))?
                 .into_inner();
-            if json {
-                let cands: Vec<_> = e
-                    .candidates
-                    .iter()
-                    .map(|c| serde_json::json!({"share": c.share, "eligible": c.eligible, "reason": c.reason, "score": c.score, "load": c.load, "capacity": c.capacity}))
-                    .collect();
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({
-                        "node_uuid": e.node_uuid, "share": e.share, "reason": e.reason, "candidates": cands
-                    }))?
-                );
-            } else {
+            let cands: Vec<_> = e
+                .candidates
+                .iter()
+                .map(|c| serde_json::json!({"share": c.share, "eligible": c.eligible, "reason": c.reason, "score": c.score, "load": c.load, "capacity": c.capacity}))
+                .collect();
+            let v = serde_json::json!({
+                "node_uuid": e.node_uuid, "share": e.share, "reason": e.reason, "candidates": cands
+            });
+            output::print(out.format(), &v, || {
                 let chosen = if e.share.is_empty() {
                     "(none)"
                 } else {
                     &e.share
                 };
-                println!("node {}: share {chosen}: {}", e.node_uuid, e.reason);
                 let rows: Vec<_> = e
                     .candidates
                     .iter()
@@ -319,13 +313,15 @@ pub async fn run(coordinator: &str, cmd: NodeCommand) -> anyhow::Result<ExitCode
                         ]
                     })
                     .collect();
-                print!(
-                    "{}",
+                format!(
+                    "node {}: share {chosen}: {}\n{}",
+                    e.node_uuid,
+                    e.reason,
                     table(&["SHARE", "ELIGIBLE", "SCORE", "LOAD/CAP", "REASON"], &rows)
-                );
-            }
+                )
+            })?;
         }
-        NodeCommand::Import { file, json } => return import(&mut c, &file, json).await,
+        NodeCommand::Import { file, out } => return import(&mut c, &file, out.format()).await,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -365,48 +361,46 @@ async fn list(c: &mut Clients, a: ListArgs) -> anyhow::Result<()> {
         }
         marker = r.next_marker;
     }
-    if a.json {
-        let v: Vec<_> = nodes.iter().map(node_json).collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        let rows: Vec<_> = nodes
-            .iter()
-            .map(|n| {
-                vec![
-                    n.uuid.clone(),
-                    n.name.clone(),
-                    n.provision_state.clone(),
-                    n.power_state.clone(),
-                    n.share.clone(),
-                    n.maintenance.to_string(),
-                    n.last_error.clone(),
-                ]
-            })
-            .collect();
-        print!(
-            "{}",
-            table(
-                &[
-                    "UUID",
-                    "NAME",
-                    "PROVISION STATE",
-                    "POWER",
-                    "SHARE",
-                    "MAINTENANCE",
-                    "LAST ERROR"
-                ],
-                &rows
-            )
-        );
-    }
-    Ok(())
+    let v = Value::Array(nodes.iter().map(node_json).collect());
+    output::print(a.out.format(), &v, || node_table(&nodes))
 }
 
-pub(super) fn print_node(n: &Node, json: bool) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(&node_json(n))?);
-        return Ok(());
-    }
+/// The `node list` table.
+pub fn node_table(nodes: &[Node]) -> String {
+    let rows: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.uuid.clone(),
+                n.name.clone(),
+                n.provision_state.clone(),
+                n.power_state.clone(),
+                n.share.clone(),
+                n.maintenance.to_string(),
+                n.last_error.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "UUID",
+            "NAME",
+            "PROVISION STATE",
+            "POWER",
+            "SHARE",
+            "MAINTENANCE",
+            "LAST ERROR",
+        ],
+        &rows,
+    )
+}
+
+pub(super) fn print_node(n: &Node, format: Format) -> anyhow::Result<()> {
+    output::print(format, &node_json(n), || node_fields(n))
+}
+
+/// `node show` as FIELD/VALUE rows.
+fn node_fields(n: &Node) -> String {
     let rows = vec![
         vec!["uuid".into(), n.uuid.clone()],
         vec!["name".into(), n.name.clone()],
@@ -428,8 +422,7 @@ pub(super) fn print_node(n: &Node, json: bool) -> anyhow::Result<()> {
         vec!["macs".into(), n.macs.join(", ")],
         vec!["share_selector".into(), kv_line(&n.share_selector)],
     ];
-    print!("{}", table(&["FIELD", "VALUE"], &rows));
-    Ok(())
+    table(&["FIELD", "VALUE"], &rows)
 }
 
 pub fn node_json(n: &Node) -> Value {

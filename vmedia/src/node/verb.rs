@@ -11,6 +11,7 @@ use vmedia_proto::v1::{
 
 use super::{BULK_CHUNK, VerbArgs, print_node};
 use crate::client::{Clients, status_err};
+use crate::output::{self, Format};
 
 pub(super) async fn verb(c: &mut Clients, target: &str, a: VerbArgs) -> anyhow::Result<ExitCode> {
     let selector_used = a.all || a.state.is_some() || a.share.is_some() || a.name_prefix.is_some();
@@ -29,6 +30,7 @@ pub(super) async fn verb(c: &mut Clients, target: &str, a: VerbArgs) -> anyhow::
                 .watch(WatchRequest {
                     node: String::new(),
                     initial: false,
+                    since_ms: 0,
                 })
                 .await
                 .map_err(|s| status_err("watch", s))?
@@ -50,9 +52,9 @@ pub(super) async fn verb(c: &mut Clients, target: &str, a: VerbArgs) -> anyhow::
             .into_inner();
         if let Some(ev) = events.as_mut() {
             let wanted: HashSet<String> = [n.uuid.clone()].into();
-            return wait_done(ev, target, &wanted, 1, a.timeout, a.json).await;
+            return wait_done(ev, target, &wanted, 1, a.timeout, a.out.format()).await;
         }
-        print_node(&n, a.json)?;
+        print_node(&n, a.out.format())?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut accepted = 0u64;
@@ -107,26 +109,21 @@ pub(super) async fn verb(c: &mut Clients, target: &str, a: VerbArgs) -> anyhow::
         }
         // Explicit names or uuids narrow the events; a selector counts any node finishing.
         let wanted: HashSet<String> = a.nodes.iter().cloned().collect();
-        let code = wait_done(ev, target, &wanted, accepted, a.timeout, a.json).await?;
+        let code = wait_done(ev, target, &wanted, accepted, a.timeout, a.out.format()).await?;
         return Ok(if refused { ExitCode::FAILURE } else { code });
     }
-    if a.json {
-        let f: Vec<_> = failures
-            .iter()
-            .map(|f| serde_json::json!({"node": f.node, "error": f.error}))
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"target": target, "accepted": accepted, "failures": f})
-            )?
-        );
-    } else {
-        println!("{target}: {accepted} accepted, {} failed", failures.len());
+    let f: Vec<_> = failures
+        .iter()
+        .map(|f| serde_json::json!({"node": f.node, "error": f.error}))
+        .collect();
+    let v = serde_json::json!({"target": target, "accepted": accepted, "failures": f});
+    output::print(a.out.format(), &v, || {
+        let mut s = format!("{target}: {accepted} accepted, {} failed\n", failures.len());
         for f in &failures {
-            println!("  {}: {}", f.node, f.error);
+            s.push_str(&format!("  {}: {}\n", f.node, f.error));
         }
-    }
+        s
+    })?;
     Ok(if failures.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -142,7 +139,7 @@ async fn wait_done(
     wanted: &HashSet<String>,
     expected: u64,
     timeout_s: u64,
-    json: bool,
+    format: Format,
 ) -> anyhow::Result<ExitCode> {
     let bar = ProgressBar::new(expected).with_style(bar_style());
     bar.set_message(format!("{target}: waiting"));
@@ -186,27 +183,22 @@ async fn wait_done(
         .iter()
         .filter(|(_, (_, err))| !err.is_empty())
         .collect();
-    if json {
-        let nodes: Vec<_> = done
-            .iter()
-            .map(|(u, (st, err))| serde_json::json!({"uuid": u, "provision_state": st, "last_error": err}))
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"target": target, "finished": nodes})
-            )?
-        );
-    } else {
-        println!(
-            "{target}: {} finished, {} with errors",
+    let nodes: Vec<_> = done
+        .iter()
+        .map(|(u, (st, err))| serde_json::json!({"uuid": u, "provision_state": st, "last_error": err}))
+        .collect();
+    let v = serde_json::json!({"target": target, "finished": nodes});
+    output::print(format, &v, || {
+        let mut s = format!(
+            "{target}: {} finished, {} with errors\n",
             done.len(),
             failed.len()
         );
         for (u, (st, err)) in &failed {
-            println!("  {u}: {st}: {err}");
+            s.push_str(&format!("  {u}: {st}: {err}\n"));
         }
-    }
+        s
+    })?;
     Ok(if failed.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -168,11 +168,14 @@ impl Engine {
             }
         }
         if self.events.receiver_count() > 0 && !b.emits.is_empty() {
-            let now = now_ms();
             let positions = queue_positions(&self.queue, &b.emits);
             for (uuid, pos) in b.emits.iter().zip(positions) {
                 if let Some(n) = self.cache.get(uuid) {
-                    let _ = self.events.send(NodeEvent::of(n, pos, now));
+                    // Stamped with the status's own time, which Watch's `since_ms` resume
+                    // compares and re-sends: a resuming client recognises what it saw.
+                    let _ = self
+                        .events
+                        .send(NodeEvent::of(n, pos, n.status.updated_at_ms));
                 }
             }
         }

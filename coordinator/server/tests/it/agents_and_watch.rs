@@ -189,6 +189,7 @@ async fn watch_streams_changes_and_flags_lag() {
         .watch(pb::WatchRequest {
             node: "node-0".into(),
             initial: true,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -221,6 +222,7 @@ async fn watch_streams_changes_and_flags_lag() {
         .watch(pb::WatchRequest {
             node: String::new(),
             initial: false,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -263,4 +265,87 @@ async fn watch_streams_changes_and_flags_lag() {
         }
     }
     assert!(lagged, "no lag notice after {seen} events");
+}
+
+/// A resuming watcher (`since_ms`) first gets the latest state of exactly the nodes whose
+/// status changed at or after that time, stamped with the status's own time, which is also
+/// the stamp of the live event for the same change (so a client can drop repeats).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_resumes_since_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let coord = Coordinator::start(dir.path(), &[]);
+    let _agent = FakeAgent::connect(coord.channel().await, AgentBehaviour::new("agent-r", 4)).await;
+    let mut nodes = coord.nodes().await;
+    let quiet = nodes.create_node(node_req(0)).await.unwrap().into_inner();
+    let moved = nodes.create_node(node_req(1)).await.unwrap().into_inner();
+
+    // A live watcher records the stamp of the change.
+    let mut live = nodes
+        .watch(pb::WatchRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let after_create = moved.updated_at_ms.max(quiet.updated_at_ms) + 1;
+    // Statuses are stamped in ms: make sure the change lands after `after_create`.
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        <= after_create
+    {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    nodes
+        .set_provision_state(pb::SetProvisionStateRequest {
+            node: moved.uuid.clone(),
+            target: "manage".into(),
+        })
+        .await
+        .unwrap();
+    let mut last_live = None;
+    while last_live
+        .as_ref()
+        .is_none_or(|e: &pb::NodeEvent| e.provision_state != "manageable")
+    {
+        let ev = tokio::time::timeout(Duration::from_secs(10), live.message())
+            .await
+            .expect("event in time")
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev.node_uuid, moved.uuid);
+        last_live = Some(ev);
+    }
+    let last_live = last_live.unwrap();
+
+    let mut resumed = nodes
+        .watch(pb::WatchRequest {
+            since_ms: after_create,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(10), resumed.message())
+        .await
+        .expect("snapshot in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.node_uuid, moved.uuid, "only the node that changed");
+    assert_eq!(first.provision_state, "manageable");
+    assert_eq!(first.at_ms, last_live.at_ms, "same stamp as the live event");
+    // The untouched node is not re-sent: the next event is a live one, of the next change.
+    nodes
+        .set_provision_state(pb::SetProvisionStateRequest {
+            node: quiet.uuid.clone(),
+            target: "manage".into(),
+        })
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), resumed.message())
+        .await
+        .expect("live event in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.node_uuid, quiet.uuid);
+    assert_ne!(next.provision_state, "enroll", "{next:?}");
 }
