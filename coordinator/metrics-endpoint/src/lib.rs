@@ -194,9 +194,7 @@ impl Endpoint {
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 async fn scrape(State(s): State<Served>, headers: HeaderMap) -> Response {
@@ -266,7 +264,11 @@ mod tests {
                 .unwrap_err()
                 .contains("reader or admin")
         );
-        assert!(parse_token_file("# none\n", "f").unwrap_err().contains("no token"));
+        assert!(
+            parse_token_file("# none\n", "f")
+                .unwrap_err()
+                .contains("no token")
+        );
         let e = parse_token_file("reader tooshort-secret", "f").unwrap_err();
         assert!(!e.contains("tooshort-secret"), "{e}");
     }
@@ -299,9 +301,14 @@ mod tests {
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-type"], CONTENT_TYPE);
         let body = r.text().await.unwrap();
-        assert!(body.contains("# TYPE vmedia_test_events_total counter\n"), "{body}");
+        assert!(
+            body.contains("# TYPE vmedia_test_events_total counter\n"),
+            "{body}"
+        );
         assert!(body.contains("\nvmedia_test_events_total 1\n"), "{body}");
-        let other = reqwest::get(url.replace("/metrics", "/other")).await.unwrap();
+        let other = reqwest::get(url.replace("/metrics", "/other"))
+            .await
+            .unwrap();
         assert_eq!(other.status(), 404);
     }
 
@@ -327,6 +334,12 @@ mod tests {
         assert!(!wrong.text().await.unwrap().contains("vmedia_"));
         let right = c.get(&url).bearer_auth(TOKEN).send().await.unwrap();
         assert_eq!(right.status(), 200);
-        assert!(right.text().await.unwrap().contains("vmedia_test_events_total 1"));
+        assert!(
+            right
+                .text()
+                .await
+                .unwrap()
+                .contains("vmedia_test_events_total 1")
+        );
     }
 }

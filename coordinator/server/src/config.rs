@@ -473,7 +473,10 @@ mod tests {
             ..Cli::default()
         };
         let e = Config::load(&cli).unwrap_err().to_string();
-        assert!(e.contains("metrics_listen") && e.contains("tokens_file"), "{e}");
+        assert!(
+            e.contains("metrics_listen") && e.contains("tokens_file"),
+            "{e}"
+        );
         let cli = Cli {
             metrics_listen: Some("127.0.0.1:9464".parse().unwrap()),
             ..Cli::default()

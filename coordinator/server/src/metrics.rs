@@ -465,7 +465,10 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         if let Some(engine) = engine {
-            let queued = engine.queue.lock().map_or_else(|p| p.into_inner().len(), |q| q.len());
+            let queued = engine
+                .queue
+                .lock()
+                .map_or_else(|p| p.into_inner().len(), |q| q.len());
             l.queue_length.set(gauge(queued as u64));
             match engine
                 .call("metrics", |reply| Cmd::ListShares { reply })
@@ -479,7 +482,9 @@ impl Metrics {
                         l.agent_capacity.get_or_create(&a).set(gauge(s.capacity));
                         l.agent_boots.get_or_create(&a).set(gauge(s.active));
                         l.agent_queued.get_or_create(&a).set(gauge(s.queued));
-                        l.agent_free_bytes.get_or_create(&a).set(gauge(s.free_bytes));
+                        l.agent_free_bytes
+                            .get_or_create(&a)
+                            .set(gauge(s.free_bytes));
                         l.agent_healthy
                             .get_or_create(&a)
                             .set(i64::from(s.health == ShareHealth::Healthy));
@@ -592,21 +597,33 @@ mod tests {
         e.transition(u, b, &status(ProvisionState::DeployFailed, 9_000), 9_000);
         let text = metrics_endpoint::encode(&m.registry);
         assert!(text.contains("vmedia_deploys_started_total 1\n"), "{text}");
-        assert!(text.contains("vmedia_deploys_succeeded_total 0\n"), "{text}");
+        assert!(
+            text.contains("vmedia_deploys_succeeded_total 0\n"),
+            "{text}"
+        );
         assert!(
             text.contains("vmedia_deploys_failed_total{reason=\"callback_timeout\"} 1\n"),
             "{text}"
         );
-        assert!(text.contains("vmedia_deploy_duration_seconds_count 1\n"), "{text}");
+        assert!(
+            text.contains("vmedia_deploy_duration_seconds_count 1\n"),
+            "{text}"
+        );
         // 2 s in available, 1 s deploying, 5 s waiting, each observed once.
-        for (state, secs) in [("available", "2.0"), ("deploying", "1.0"), ("wait call-back", "5.0")] {
+        for (state, secs) in [
+            ("available", "2.0"),
+            ("deploying", "1.0"),
+            ("wait call-back", "5.0"),
+        ] {
             let line = format!(
                 "vmedia_node_state_duration_seconds_sum{{provision_state=\"{state}\"}} {secs}\n"
             );
             assert!(text.contains(&line), "{line} in {text}");
         }
         assert!(
-            text.contains("vmedia_node_state_duration_seconds_sum{provision_state=\"available\"} 2.0\n"),
+            text.contains(
+                "vmedia_node_state_duration_seconds_sum{provision_state=\"available\"} 2.0\n"
+            ),
             "{text}"
         );
         assert!(e.deploy_started.is_empty());
