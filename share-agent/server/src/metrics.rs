@@ -176,8 +176,7 @@ impl AgentMetrics {
             .inc_by(stats.misses.saturating_sub(self.cache_misses.get()));
         self.capacity.set(i64::from(agent.cfg.capacity));
         self.boots_in_flight.set(i64::from(agent.active_boots()));
-        self.jobs_running
-            .set(i64::try_from(agent.jobs.running()).unwrap_or(i64::MAX));
+        self.jobs_running.set(i64::from(agent.jobs.running()));
         let root = agent.share_root.clone();
         let free = tokio::task::spawn_blocking(move || boot_media::free_bytes(&root).unwrap_or(0))
             .await

@@ -7,5 +7,6 @@ mod bmc_info;
 mod boot_failures;
 mod coordinator_restart;
 mod ha_failover;
+mod metrics;
 mod security;
 mod single_node;
