@@ -86,6 +86,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         fleet::default_bin_dir()?,
     );
     spec.agent_capacity = args.capacity;
+    // Every service gets a loopback metrics listener (open to this host only).
+    spec.metrics = true;
     spec.sim_args = args.sim_args.clone();
     spec.sim_args
         .extend(["--boot-delay".to_string(), "200ms".to_string()]);
@@ -143,8 +145,16 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             ),
             None => String::new(),
         };
+        // One `metrics: URL` line per service, the coordinator's first, then the agents'
+        // in share order (scripts take the rest of the line as the URL).
+        let urls = fleet.metrics_urls();
+        let names: Vec<&str> = urls.iter().map(|(s, _)| s.as_str()).collect();
+        let metrics: String =
+            std::iter::once(format!("\n  Prometheus metrics of {}:", names.join(", ")))
+                .chain(urls.iter().map(|(_, url)| format!("\nmetrics: {url}")))
+                .collect();
         eprintln!(
-            "\nthe system keeps running (Ctrl-C or SIGTERM stops it):\n  export VMEDIA_COORDINATOR={}{access}\n  vmedia node list\n  vmedia share list\n  logs: {}",
+            "\nthe system keeps running (Ctrl-C or SIGTERM stops it):\n  export VMEDIA_COORDINATOR={}{access}\n  vmedia node list\n  vmedia share list{metrics}\n  logs: {}",
             fleet.coordinator_url(),
             work_dir.join("logs").display()
         );

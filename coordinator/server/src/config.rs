@@ -82,6 +82,10 @@ pub struct Cli {
     /// How often a follower tries to take the lead, e.g. "500ms"
     #[arg(long, env = "COORDINATOR_LEADER_POLL", value_parser = humantime::parse_duration)]
     pub leader_poll: Option<Duration>,
+    /// Prometheus metrics listener (GET /metrics), e.g. 127.0.0.1:9464; off when unset.
+    /// Open on loopback; elsewhere scrapes need a reader or admin token (tokens_file)
+    #[arg(long, env = "COORDINATOR_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Effective settings. Field docs are the reference for the TOML file's keys.
@@ -132,6 +136,10 @@ pub struct Config {
     /// Follower's leadership poll interval. Default 500ms.
     #[serde(with = "humantime_serde")]
     pub leader_poll: Duration,
+    /// Prometheus metrics listener (`GET /metrics`). Unset (default): no listener. On a
+    /// loopback address it is open; on any other, scrapes need `Authorization: Bearer`
+    /// with a reader or admin token from `tokens_file` (required then).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -156,6 +164,7 @@ impl Default for Config {
             database_url: None,
             advertise_url: None,
             leader_poll: Duration::from_millis(500),
+            metrics_listen: None,
         }
     }
 }
@@ -235,6 +244,9 @@ impl Config {
         if let Some(v) = cli.leader_poll {
             self.leader_poll = v;
         }
+        if let Some(v) = cli.metrics_listen {
+            self.metrics_listen = Some(v);
+        }
     }
 
     fn check(&self) -> Result<(), ServerError> {
@@ -266,6 +278,12 @@ impl Config {
         }
         if self.leader_poll.is_zero() {
             return bad("leader_poll must be more than 0");
+        }
+        if let Some(listen) = self.metrics_listen
+            && self.tokens_file.is_none()
+            && let Err(what) = metrics_endpoint::gate_for(listen, None, "tokens_file")
+        {
+            return Err(ServerError::Config { what });
         }
         if let Some(u) = &self.database_url
             && !(u.expose().starts_with("postgres://") || u.expose().starts_with("postgresql://"))
@@ -446,6 +464,30 @@ mod tests {
                 .to_string()
                 .contains("needs TLS")
         );
+    }
+
+    #[test]
+    fn a_metrics_listener_off_loopback_needs_tokens() {
+        let cli = Cli {
+            metrics_listen: Some("0.0.0.0:9464".parse().unwrap()),
+            ..Cli::default()
+        };
+        let e = Config::load(&cli).unwrap_err().to_string();
+        assert!(
+            e.contains("metrics_listen") && e.contains("tokens_file"),
+            "{e}"
+        );
+        let cli = Cli {
+            metrics_listen: Some("127.0.0.1:9464".parse().unwrap()),
+            ..Cli::default()
+        };
+        assert!(Config::load(&cli).is_ok());
+        let cli = Cli {
+            metrics_listen: Some("0.0.0.0:9464".parse().unwrap()),
+            tokens_file: Some("tokens".into()),
+            ..Cli::default()
+        };
+        assert!(Config::load(&cli).is_ok());
     }
 
     #[test]

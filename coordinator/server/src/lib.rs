@@ -15,6 +15,8 @@
 //! - `api.rs`: `Nodes` and `Shares`; `link.rs`: `AgentLink`. These two are the gRPC edges:
 //!   they take wire requests, convert them through `convert.rs`, and talk to the store and
 //!   the engine in domain types only. The engine never sees a wire type.
+//! - `metrics.rs`: the Prometheus metrics (events fed by the engine, levels read per
+//!   scrape) and their listener (`metrics_listen`).
 //! - `security.rs`: TLS (rustls; agents need a client certificate from the agent CA), API
 //!   tokens and roles, and the follower's redirect: one tower layer in front of everything.
 //! - `lib.rs` ([`run`]): store selection (SQLite, or PostgreSQL with leader election),
@@ -45,6 +47,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod link;
+pub mod metrics;
 pub mod security;
 
 use std::future::Future;
@@ -114,6 +117,29 @@ pub async fn run(
         }
     };
 
+    let metrics = Arc::new(metrics::Metrics::new());
+    let shutdown = shutdown.boxed().shared();
+    if let Some(listen) = cfg.metrics_listen {
+        let tokens = cfg
+            .tokens_file
+            .as_deref()
+            .map(security::Tokens::from_file)
+            .transpose()?
+            .map(Arc::new);
+        let addr = metrics::start(
+            listen,
+            tokens,
+            metrics.clone(),
+            store.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .map_err(|what| ServerError::Config { what })?;
+        tracing::info!(listen = %addr, "serving Prometheus metrics on /metrics");
+        // A line a parent process can read (tests, the demo).
+        println!("coordinator metrics on http://{addr}/metrics");
+    }
+
     let listen = cfg.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -142,7 +168,6 @@ pub async fn run(
         agents_need_certificates: cfg.agent_ca_file.is_some(),
         leadership: leadership.clone(),
     });
-    let shutdown = shutdown.boxed().shared();
     let ctx = Ctx {
         cfg,
         store,
@@ -151,6 +176,7 @@ pub async fn run(
         leadership,
         advertise,
         addr,
+        metrics,
     };
     match tls {
         Some(tls) => {
@@ -316,6 +342,7 @@ struct Ctx {
     leadership: LeaderView,
     advertise: String,
     addr: SocketAddr,
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl Ctx {
@@ -334,8 +361,13 @@ impl Ctx {
     {
         let rx = Arc::new(Mutex::new(rx));
         let Some(pg) = self.pg.clone() else {
-            let (engine, handle) =
-                engine::Engine::start(self.cfg.clone(), self.store.clone()).await?;
+            let (engine, handle) = engine::Engine::start(
+                self.cfg.clone(),
+                self.store.clone(),
+                self.metrics.engine_metrics(),
+            )
+            .await?;
+            self.metrics.set_engine(handle.clone());
             let engine_task = tokio::spawn(engine.run());
             let (_never, open) = tokio::sync::watch::channel(false);
             let r = self.generation(handle, incoming(rx, open), shutdown).await;
@@ -388,7 +420,13 @@ impl Ctx {
         self.leadership.set(Leadership::Follower {
             leader: Some(self.advertise.clone()),
         });
-        let (engine, handle) = engine::Engine::start(self.cfg.clone(), self.store.clone()).await?;
+        let (engine, handle) = engine::Engine::start(
+            self.cfg.clone(),
+            self.store.clone(),
+            self.metrics.engine_metrics(),
+        )
+        .await?;
+        self.metrics.set_engine(handle.clone());
         let engine_task = tokio::spawn(engine.run());
         // Hand the listener over: the follower stops taking connections (its open ones
         // drain), then the leader's services take the queue.
@@ -419,6 +457,7 @@ impl Ctx {
             leadership: self.leadership.clone(),
             advertise: self.advertise.clone(),
             addr: self.addr,
+            metrics: self.metrics.clone(),
         }
     }
 

@@ -28,6 +28,8 @@ pub(crate) struct EncodedStatus {
     pub share: Option<String>,
     pub has_error: bool,
     pub in_flight: bool,
+    /// Column `power_state`: the last known power state (`None` while unknown).
+    pub power: Option<&'static str>,
     pub token: Option<String>,
 }
 
@@ -91,6 +93,7 @@ pub(crate) fn encode_status(
         share: s.agent.as_ref().map(|a| a.as_str().to_owned()),
         has_error: s.last_error.is_some(),
         in_flight: s.in_flight(),
+        power: s.power_state.map(|p| p.as_str()),
         token: match (&s.agent_token, keys) {
             (None, _) => {
                 tokens.forget(uuid);
@@ -200,6 +203,15 @@ pub(crate) fn decode_placements(
                 })
         })
         .collect()
+}
+
+/// `(power_state, COUNT(*))` rows as a map, `NULL` (never reported) as `""`.
+pub(crate) fn power_counts(rows: Vec<(Option<String>, i64)>) -> BTreeMap<String, u64> {
+    state_counts(
+        rows.into_iter()
+            .map(|(s, n)| (s.unwrap_or_default(), n))
+            .collect(),
+    )
 }
 
 /// `(provision_state, COUNT(*))` rows as a map; a negative count cannot happen and reads 0.

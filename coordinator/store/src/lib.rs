@@ -210,6 +210,10 @@ pub trait Store: Send + Sync + 'static {
     /// Node count per provision state name (only states with nodes).
     async fn count_by_state(&self) -> Result<BTreeMap<String, u64>, StoreError>;
 
+    /// Node count per last known power state name (`""` for never reported; only
+    /// values with nodes).
+    async fn count_by_power_state(&self) -> Result<BTreeMap<String, u64>, StoreError>;
+
     /// Desired agent state: drained agents get no new work.
     async fn set_agent_drained(&self, agent: &AgentId, drained: bool) -> Result<(), StoreError>;
 

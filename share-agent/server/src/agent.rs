@@ -104,6 +104,21 @@ pub async fn run(
         agent.cfg.agent_id
     );
 
+    if let Some(listen) = agent.cfg.metrics_listen {
+        let addr = crate::metrics::start(
+            listen,
+            agent.cfg.metrics_token_file.as_deref(),
+            agent.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        tracing::info!(listen = %addr, "serving Prometheus metrics on /metrics");
+        println!(
+            "share-agent {} metrics on http://{addr}/metrics",
+            agent.cfg.agent_id
+        );
+    }
+
     let sd = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

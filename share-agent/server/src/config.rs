@@ -179,6 +179,13 @@ pub struct Cli {
     /// Runtime threads: 0 = one per CPU core; 1 = a single-threaded runtime.
     #[arg(long, env = "SHARE_AGENT_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+    /// Prometheus metrics listener (GET /metrics); off when unset. Open on loopback;
+    /// elsewhere scrapes need a token from --metrics-token-file.
+    #[arg(long, env = "SHARE_AGENT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Bearer tokens scrapers present (one per line, or `<role> <token> [name]` lines).
+    #[arg(long, env = "SHARE_AGENT_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 /// The TOML file. Sections mirror the effective config; unknown keys are an
@@ -219,6 +226,8 @@ struct FileAgent {
     reconnect_max: Option<Duration>,
     job_history: Option<usize>,
     worker_threads: Option<usize>,
+    metrics_listen: Option<SocketAddr>,
+    metrics_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -381,6 +390,10 @@ pub struct Config {
     /// runtime: no hand-offs between worker threads, which is cheaper where many agents
     /// share a few cores (a test bed) or the share server is small.
     pub worker_threads: usize,
+    /// Prometheus metrics listener; none = off. Open on loopback, else token-protected.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Bearer tokens for a metrics listener off loopback (required there).
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 fn host_name() -> String {
@@ -541,6 +554,17 @@ impl Config {
                 "is required (the address the iRMCs use to reach this share)",
             ));
         }
+        let metrics_listen = c.metrics_listen.or(f.agent.metrics_listen);
+        let metrics_token_file = c.metrics_token_file.clone().or(f.agent.metrics_token_file);
+        if let Some(listen) = metrics_listen
+            && metrics_token_file.is_none()
+            && let Err(e) = metrics_endpoint::gate_for(listen, None, "metrics_token_file")
+        {
+            return Err(AgentError::config(
+                "metrics_listen",
+                e.trim_start_matches("metrics_listen: ").to_string(),
+            ));
+        }
         let glance_endpoint = c.glance_endpoint.clone().or(f.glance.endpoint);
         let glance_token = c
             .glance_token
@@ -636,6 +660,8 @@ impl Config {
                 .unwrap_or(Duration::from_secs(30)),
             job_history: c.job_history.or(f.agent.job_history).unwrap_or(10_000),
             worker_threads: c.worker_threads.or(f.agent.worker_threads).unwrap_or(0),
+            metrics_listen,
+            metrics_token_file,
         })
     }
 
@@ -729,5 +755,17 @@ ttl = "2h"
         .unwrap_err()
         .to_string();
         assert!(e.starts_with("bmc_networks:"), "{e}");
+        let e = Config::from_toml(
+            "[agent]\nmetrics_listen='0.0.0.0:9465'\n[irmc]\nremote_image_server='x'",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("metrics_listen:"), "{e}");
+        assert!(e.contains("metrics_token_file"), "{e}");
+        let c = Config::from_toml(
+            "[agent]\nmetrics_listen='127.0.0.1:9465'\n[irmc]\nremote_image_server='x'",
+        )
+        .unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9465".parse().unwrap()));
     }
 }

@@ -17,6 +17,7 @@
 //!   the sink updates leave by.
 //! - [`bus`]: what jobs and the HTTP side hand each other (published images,
 //!   heartbeat wake-ups).
+//! - [`metrics`]: Prometheus metrics and their listener (`metrics_listen`).
 //! - [`ramdisk`]: client of the ramdisk's command API.
 //! - [`filestream`]: chunked file bodies for image downloads.
 //! - [`error`]: the error type. Secrets are the product-wide `secret::Secret`.
@@ -52,6 +53,7 @@ pub mod filestream;
 pub mod http;
 pub mod jobs;
 pub mod link;
+pub mod metrics;
 pub mod ramdisk;
 pub mod registry;
 pub mod state;

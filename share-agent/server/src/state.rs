@@ -16,6 +16,7 @@ use vmedia_proto::v1 as pb;
 
 use crate::bus::{HeartbeatBus, Publications};
 use crate::config::Config;
+use crate::metrics::AgentMetrics;
 use crate::registry::{JobRegistry, UpdateSink};
 
 /// Directory (under the share root) holding one sub-directory per node.
@@ -66,6 +67,8 @@ pub struct Agent {
     pub sink: UpdateSink,
     /// HTTP client for ramdisk commands.
     pub ramdisk_http: reqwest::Client,
+    /// Prometheus metrics (counted whether or not a listener serves them).
+    pub metrics: AgentMetrics,
     pub(crate) bmc_permits: Arc<Semaphore>,
     clients: Mutex<HashMap<String, IrmcClient>>,
     /// One HTTP connection pool per (TLS verification, timeout): building a
@@ -101,6 +104,7 @@ impl Agent {
             jobs: JobRegistry::new(history),
             sink: UpdateSink::default(),
             ramdisk_http,
+            metrics: AgentMetrics::new(),
             bmc_permits: Arc::new(Semaphore::new(permits)),
             clients: Mutex::default(),
             pools: Mutex::default(),

@@ -180,6 +180,10 @@ pub struct Fleet {
     pub deploy_iso_url: String,
     /// BMC addresses, in node order.
     pub bmc_addresses: Vec<Ipv4Addr>,
+    /// Metrics listener of replica 0 (with `spec.metrics`).
+    pub coordinator_metrics: Option<SocketAddr>,
+    /// Metrics listener of each share agent, in share order (with `spec.metrics`).
+    pub agent_metrics: Vec<SocketAddr>,
     files: FileServer,
 }
 
@@ -274,6 +278,16 @@ impl Fleet {
         let more_coordinators = (1..spec.coordinators.max(1))
             .map(|_| free_port().map(|a| (a, None)))
             .collect::<Result<Vec<_>>>()?;
+        let (coordinator_metrics, agent_metrics) = if spec.metrics {
+            (
+                Some(free_port()?),
+                (0..spec.shares)
+                    .map(|_| free_port())
+                    .collect::<Result<Vec<_>>>()?,
+            )
+        } else {
+            (None, Vec::new())
+        };
         let mut fleet = Fleet {
             coordinator: None,
             coordinator_addr,
@@ -287,6 +301,8 @@ impl Fleet {
             image_sha256,
             deploy_iso_url,
             bmc_addresses,
+            coordinator_metrics,
+            agent_metrics,
             files,
             spec,
         };
@@ -397,6 +413,11 @@ impl Fleet {
             // Through the environment: a URL may hold a password, and a command line is
             // visible to every user of the machine.
             cmd.env("COORDINATOR_DATABASE_URL", url);
+        }
+        if i == 0
+            && let Some(m) = self.coordinator_metrics
+        {
+            cmd.arg("--metrics-listen").arg(m.to_string());
         }
         cmd.args(&self.spec.coordinator_args);
         let proc = spawn_logged(cmd, &name, &w.join("logs"))?;
@@ -520,7 +541,26 @@ impl Fleet {
             // thread each spares the hand-offs between worker threads.
             .arg("--worker-threads")
             .arg("1");
+        if let Some(m) = self.agent_metrics.get(k.wrapping_sub(1)) {
+            cmd.arg("--metrics-listen").arg(m.to_string());
+        }
         spawn_logged(cmd, id, &w.join("logs"))
+    }
+
+    /// `(service, scrape URL)` of every metrics listener: the coordinator first, then the
+    /// share agents in share order. Empty unless `spec.metrics`.
+    pub fn metrics_urls(&self) -> Vec<(String, String)> {
+        let url = |a: &SocketAddr| format!("http://{a}/metrics");
+        self.coordinator_metrics
+            .iter()
+            .map(|a| ("coordinator".to_string(), url(a)))
+            .chain(
+                self.agent_metrics
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| (share_id(i + 1), url(a))),
+            )
+            .collect()
     }
 
     /// The share password file the agents read.

@@ -50,6 +50,9 @@ pub struct FleetSpec {
     pub coordinators: usize,
     /// PostgreSQL for the coordinators; `None`: SQLite in the work directory.
     pub database_url: Option<String>,
+    /// Give the coordinator (replica 0) and every share agent a Prometheus metrics
+    /// listener on a free loopback port (default false); see [`crate::Fleet::metrics_urls`].
+    pub metrics: bool,
 }
 
 impl FleetSpec {
@@ -74,6 +77,7 @@ impl FleetSpec {
             tls: true,
             coordinators: 1,
             database_url: None,
+            metrics: false,
         }
     }
 }

@@ -101,6 +101,7 @@ impl Engine {
             match step {
                 AdmissionStep::Forget { node } => {
                     lock(&self.queue).remove(&node);
+                    self.metrics.dequeued(&node);
                 }
                 AdmissionStep::Place { node, agent } => {
                     if let Err(e) = self.apply(
@@ -126,6 +127,7 @@ impl Engine {
                     }
                     lock(&self.queue).remove(&node);
                     self.placed_in_queue.remove(&node);
+                    self.metrics.admitted(node);
                     if takes_slot {
                         self.take_slot(node, agent.clone());
                     }

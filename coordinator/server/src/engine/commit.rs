@@ -7,6 +7,7 @@ use super::handle::Reply;
 use super::{Engine, lock, now_ms, queue_position, queue_positions};
 use crate::domain::{AgentJob, BulkOutcome, NodeEvent, NodeView, ToAgent};
 use crate::error::ServerError;
+use crate::metrics::EngineMetrics;
 use coordinator_core::{self as core, Action, AgentId, Event, NodeId};
 use uuid::Uuid;
 
@@ -49,11 +50,13 @@ impl Engine {
                 node: uuid.to_string(),
             });
         };
+        let before = EngineMetrics::before(&event, &node.status);
         let t = core::step(&node.status, &node.spec, event, now, &self.machine)?;
         if t.is_noop(&node.status) {
             return Ok(());
         }
         node.status = t.status;
+        self.metrics.transition(uuid, before, &node.status, now);
         let agent = node.status.agent.clone();
         b.mark(uuid);
         self.set_placed(uuid, agent.as_ref());
@@ -68,6 +71,7 @@ impl Engine {
             Action::Enqueue { needs_slot } => {
                 self.placed_in_queue.remove(&uuid);
                 lock(&self.queue).push(uuid, needs_slot);
+                self.metrics.enqueued(uuid);
                 b.admit_needed = true;
             }
             Action::SendJob { intent, spec } => {
@@ -96,6 +100,9 @@ impl Engine {
             Action::ReleaseSlot => {
                 let released = self.release_slot(&uuid);
                 let dequeued = lock(&self.queue).remove(&uuid);
+                if dequeued {
+                    self.metrics.dequeued(&uuid);
+                }
                 if released || dequeued {
                     b.admit_needed = true;
                 }
@@ -112,7 +119,11 @@ impl Engine {
                 .iter()
                 .filter_map(|u| self.cache.get(u).map(|n| (*u, n.version, n.status.clone())))
                 .collect();
-            match self.store.update_statuses(&rows).await {
+            let t0 = std::time::Instant::now();
+            let written = self.store.update_statuses(&rows).await;
+            self.metrics
+                .committed(rows.len(), t0.elapsed().as_secs_f64());
+            match written {
                 Ok(versions) => {
                     for ((uuid, _, _), v) in rows.iter().zip(versions) {
                         if let Some(n) = self.cache.get_mut(uuid) {

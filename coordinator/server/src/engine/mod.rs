@@ -63,6 +63,7 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::domain::NodeEvent;
 use crate::error::ServerError;
+use crate::metrics::EngineMetrics;
 
 pub use handle::{AgentTx, Cmd, EngineHandle};
 pub use queue::{Queue, SharedQueue, queue_position, queue_positions};
@@ -117,6 +118,8 @@ pub struct Engine {
     placed_in_queue: HashSet<Uuid>,
     active_total: u32,
     next_session: u64,
+    /// Counters and histograms fed as events happen (see `crate::metrics`).
+    metrics: EngineMetrics,
 }
 
 impl Engine {
@@ -125,6 +128,7 @@ impl Engine {
     pub async fn start(
         cfg: Config,
         store: Arc<dyn Store>,
+        metrics: EngineMetrics,
     ) -> Result<(Self, EngineHandle), ServerError> {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         let (events, _) = broadcast::channel(cfg.watch_buffer);
@@ -163,6 +167,7 @@ impl Engine {
             rehome_retry: Vec::new(),
             active_total: 0,
             next_session: 0,
+            metrics,
         };
         engine.load_placement_index().await?;
         engine.resume_in_flight().await?;
@@ -239,7 +244,10 @@ impl Engine {
             Cmd::Verb { node, verb, reply } => self.verb_cmd(b, node, verb, reply).await,
             Cmd::Bulk { nodes, verb, reply } => self.bulk(b, nodes, verb, reply).await,
             Cmd::SpecChanged { node } => self.spec_changed(*node),
-            Cmd::Forget { uuid } => self.forget(uuid),
+            Cmd::Forget { uuid } => {
+                self.metrics.forget(&uuid);
+                self.forget(uuid);
+            }
             Cmd::Explain { node, reply } => {
                 let _ = reply.send(Ok(self.explain(&node)));
             }

@@ -167,6 +167,35 @@ pub(super) async fn filters<S: Store>(st: S) {
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     assert_eq!(counts, want, "count_by_state");
+
+    // Power states: every node counted once; a batch write moves a node between counts.
+    let power = st.count_by_power_state().await.unwrap();
+    assert_eq!(
+        power.values().sum::<u64>(),
+        5,
+        "count_by_power_state: {power:?}"
+    );
+    let all = st
+        .list_nodes(&NodeFilter::default(), 100, None)
+        .await
+        .unwrap();
+    let off = all
+        .iter()
+        .find(|n| n.status.power_state != Some(coordinator_core::PowerState::On))
+        .unwrap();
+    let was = |m: &BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
+    let from = off
+        .status
+        .power_state
+        .map_or("", coordinator_core::PowerState::as_str);
+    let mut s = off.status.clone();
+    s.power_state = Some(coordinator_core::PowerState::On);
+    st.update_statuses(&[(off.uuid(), off.version, s)])
+        .await
+        .unwrap();
+    let after = st.count_by_power_state().await.unwrap();
+    assert_eq!(was(&after, "power on"), was(&power, "power on") + 1);
+    assert_eq!(was(&after, from), was(&power, from) - 1);
 }
 
 /// `list_node_views` lists what `list_nodes` lists, secrets masked and no token.

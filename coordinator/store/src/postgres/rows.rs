@@ -140,7 +140,7 @@ pub(super) async fn update_one(
     let new_version = expected + 1;
     let done = sqlx::query(
         "UPDATE nodes SET status = $1, provision_state = $2, share = $3, has_error = $4, \
-         in_flight = $5, agent_token = $6, version = $7 WHERE uuid = $8 AND version = $9",
+         in_flight = $5, agent_token = $6, power_state = $7, version = $8 WHERE uuid = $9 AND version = $10",
     )
     .bind(e.json)
     .bind(e.state)
@@ -148,6 +148,7 @@ pub(super) async fn update_one(
     .bind(e.has_error)
     .bind(e.in_flight)
     .bind(e.token)
+    .bind(e.power)
     .bind(to_i64(new_version))
     .bind(uuid.as_bytes().to_vec())
     .bind(to_i64(expected))

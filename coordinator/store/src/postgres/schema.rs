@@ -49,6 +49,15 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     "#,
     ),
+    // The last known power state as a column (see sqlite/schema.rs).
+    (
+        3,
+        r#"
+    ALTER TABLE nodes ADD COLUMN power_state TEXT;
+    UPDATE nodes SET power_state = status::jsonb ->> 'power_state';
+    CREATE INDEX nodes_by_power_state ON nodes (power_state);
+    "#,
+    ),
 ];
 
 impl PgStore {

@@ -18,8 +18,8 @@ impl Store for PgStore {
         let spec = encode_spec(&node.spec, self.keys())?;
         let e = encode_status(node.spec.uuid, &node.status, self.keys(), &self.tokens)?;
         sqlx::query(
-            "INSERT INTO nodes (uuid, name, provision_state, share, has_error, in_flight, \
-             version, spec, status, agent_token) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9)",
+            "INSERT INTO nodes (uuid, name, provision_state, share, has_error, in_flight, power_state, \
+             version, spec, status, agent_token) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10)",
         )
         .bind(node.spec.uuid.as_bytes().to_vec())
         .bind(node.spec.name.clone())
@@ -27,6 +27,7 @@ impl Store for PgStore {
         .bind(e.share)
         .bind(e.has_error)
         .bind(e.in_flight)
+        .bind(e.power)
         .bind(spec)
         .bind(e.json)
         .bind(e.token)
@@ -52,7 +53,7 @@ impl Store for PgStore {
                 ));
             }
             let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-                "INSERT INTO nodes (uuid, name, provision_state, share, has_error, in_flight, \
+                "INSERT INTO nodes (uuid, name, provision_state, share, has_error, in_flight, power_state, \
                  version, spec, status, agent_token) ",
             );
             q.push_values(rows, |mut b, (uuid, name, spec, e)| {
@@ -62,6 +63,7 @@ impl Store for PgStore {
                     .push_bind(e.share)
                     .push_bind(e.has_error)
                     .push_bind(e.in_flight)
+                    .push_bind(e.power)
                     .push_bind(1i64)
                     .push_bind(spec)
                     .push_bind(e.json)
@@ -200,7 +202,7 @@ impl Store for PgStore {
             let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
                 "UPDATE nodes SET status = v.status, provision_state = v.state, share = v.share, \
                  has_error = v.has_error, in_flight = v.in_flight, agent_token = v.token, \
-                 version = v.expected + 1 FROM (",
+                 power_state = v.power, version = v.expected + 1 FROM (",
             );
             let mut rows = Vec::with_capacity(chunk.len());
             for (uuid, expected, status) in chunk {
@@ -218,10 +220,11 @@ impl Store for PgStore {
                     .push_bind(e.share)
                     .push_bind(e.has_error)
                     .push_bind(e.in_flight)
-                    .push_bind(e.token);
+                    .push_bind(e.token)
+                    .push_bind(e.power);
             });
             q.push(
-                ") AS v(uuid, expected, status, state, share, has_error, in_flight, token) \
+                ") AS v(uuid, expected, status, state, share, has_error, in_flight, token, power) \
                  WHERE nodes.uuid = v.uuid AND nodes.version = v.expected",
             );
             let done = q
@@ -279,6 +282,15 @@ impl Store for PgStore {
                 .await
                 .map_err(db("count nodes by state"))?;
         Ok(crate::codec::state_counts(rows))
+    }
+
+    async fn count_by_power_state(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let rows: Vec<(Option<String>, i64)> =
+            sqlx::query_as("SELECT power_state, COUNT(*) FROM nodes GROUP BY power_state")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("count nodes by power state"))?;
+        Ok(crate::codec::power_counts(rows))
     }
 
     async fn set_agent_drained(&self, agent: &AgentId, drained: bool) -> Result<(), StoreError> {

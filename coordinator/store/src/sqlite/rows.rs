@@ -70,7 +70,7 @@ impl SqliteStore {
             ));
         }
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "WITH v(uuid, expected, status, state, share, has_error, in_flight, token) AS (",
+            "WITH v(uuid, expected, status, state, share, has_error, in_flight, token, power) AS (",
         );
         q.push_values(rows, |mut b, (uuid, expected, e)| {
             b.push_bind(uuid.as_bytes().to_vec())
@@ -80,12 +80,13 @@ impl SqliteStore {
                 .push_bind(e.share)
                 .push_bind(e.has_error)
                 .push_bind(e.in_flight)
-                .push_bind(e.token);
+                .push_bind(e.token)
+                .push_bind(e.power);
         });
         q.push(
             ") UPDATE nodes SET status = v.status, provision_state = v.state, share = v.share, \
              has_error = v.has_error, in_flight = v.in_flight, agent_token = v.token, \
-             version = v.expected + 1 FROM v \
+             power_state = v.power, version = v.expected + 1 FROM v \
              WHERE nodes.uuid = v.uuid AND nodes.version = v.expected",
         );
         if all_or_none {
@@ -198,7 +199,7 @@ pub(super) async fn update_one(
     let new_version = expected + 1;
     let done = sqlx::query(
         "UPDATE nodes SET status = ?, provision_state = ?, share = ?, has_error = ?, \
-         in_flight = ?, agent_token = ?, version = ? WHERE uuid = ? AND version = ?",
+         in_flight = ?, agent_token = ?, power_state = ?, version = ? WHERE uuid = ? AND version = ?",
     )
     .bind(e.json)
     .bind(e.state)
@@ -206,6 +207,7 @@ pub(super) async fn update_one(
     .bind(e.has_error)
     .bind(e.in_flight)
     .bind(e.token)
+    .bind(e.power)
     .bind(to_i64(new_version))
     .bind(uuid.as_bytes().to_vec())
     .bind(to_i64(expected))

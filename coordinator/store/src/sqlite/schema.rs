@@ -45,6 +45,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     "#,
     ),
+    // The last known power state as a column, so nodes per power state is one indexed
+    // COUNT ... GROUP BY (the metrics endpoint asks on every scrape).
+    (
+        3,
+        r#"
+    ALTER TABLE nodes ADD COLUMN power_state TEXT;
+    UPDATE nodes SET power_state = json_extract(status, '$.power_state');
+    CREATE INDEX nodes_by_power_state ON nodes (power_state);
+    "#,
+    ),
 ];
 
 impl SqliteStore {

@@ -20,8 +20,8 @@ impl Store for SqliteStore {
         let e = encode_status(node.spec.uuid, &node.status, self.keys(), &self.tokens)?;
         let mut w = self.writer.lock().await?;
         sqlx::query(
-            "INSERT INTO nodes (uuid, name, provision_state, share, has_error, in_flight, \
-             version, spec, status, agent_token) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
+            "INSERT INTO nodes (uuid, name, provision_state, share, has_error, in_flight, power_state, \
+             version, spec, status, agent_token) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
         )
         .bind(node.spec.uuid.as_bytes().to_vec())
         .bind(node.spec.name.clone())
@@ -29,6 +29,7 @@ impl Store for SqliteStore {
         .bind(e.share)
         .bind(e.has_error)
         .bind(e.in_flight)
+        .bind(e.power)
         .bind(spec)
         .bind(e.json)
         .bind(e.token)
@@ -60,7 +61,7 @@ impl Store for SqliteStore {
                 ));
             }
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO nodes (uuid, name, provision_state, share, has_error, in_flight, \
+                "INSERT INTO nodes (uuid, name, provision_state, share, has_error, in_flight, power_state, \
                  version, spec, status, agent_token) ",
             );
             q.push_values(rows, |mut b, (uuid, name, spec, e)| {
@@ -70,6 +71,7 @@ impl Store for SqliteStore {
                     .push_bind(e.share)
                     .push_bind(e.has_error)
                     .push_bind(e.in_flight)
+                    .push_bind(e.power)
                     .push_bind(1i64)
                     .push_bind(spec)
                     .push_bind(e.json)
@@ -325,6 +327,15 @@ impl Store for SqliteStore {
                 .await
                 .map_err(db("count nodes by state"))?;
         Ok(crate::codec::state_counts(rows))
+    }
+
+    async fn count_by_power_state(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let rows: Vec<(Option<String>, i64)> =
+            sqlx::query_as("SELECT power_state, COUNT(*) FROM nodes GROUP BY power_state")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("count nodes by power state"))?;
+        Ok(crate::codec::power_counts(rows))
     }
 
     async fn set_agent_drained(&self, agent: &AgentId, drained: bool) -> Result<(), StoreError> {

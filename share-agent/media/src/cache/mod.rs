@@ -99,6 +99,10 @@ pub struct CacheStats {
     pub in_use: usize,
     /// Downloads completed since start.
     pub downloads: u64,
+    /// Fetches of a URL or Glance image found in the cache, since start.
+    pub hits: u64,
+    /// Fetches of a URL or Glance image that had to download it, since start.
+    pub misses: u64,
 }
 
 /// The content-addressed image cache. Share it behind an `Arc`.
@@ -108,6 +112,8 @@ pub struct ImageCache {
     state: Mutex<State>,
     fetch_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     downloads: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -123,6 +129,8 @@ impl ImageCache {
             state: Mutex::new(state),
             fetch_locks: Mutex::new(HashMap::new()),
             downloads: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         })
     }
 
@@ -295,6 +303,7 @@ impl ImageCache {
         };
         let (file, meta) = match known {
             Some((file, meta)) if self.cache_dir().join(&file).is_file() => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
                 match self.check_known(&file, meta, checksum, &reference).await {
                     Ok(meta) => (file, meta),
                     Err(e) => {
@@ -306,9 +315,13 @@ impl ImageCache {
             Some((file, _)) => {
                 // The file vanished under us (removed by hand): fetch it again.
                 self.unpin(&file, user);
+                self.misses.fetch_add(1, Ordering::Relaxed);
                 self.download(r, canonical, checksum, user).await?
             }
-            None => self.download(r, canonical, checksum, user).await?,
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                self.download(r, canonical, checksum, user).await?
+            }
         };
         Ok(CachedImage {
             reference: r.clone(),
@@ -379,6 +392,8 @@ impl ImageCache {
             bytes: st.entries.values().map(|e| e.meta.size).sum(),
             in_use: st.entries.values().filter(|e| !e.users.is_empty()).count(),
             downloads: self.downloads.load(Ordering::Relaxed),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
         }
     }
 

@@ -179,6 +179,8 @@ async fn concurrent_url_fetches_share_one_download() {
         (s.entries, s.bytes, s.in_use, s.downloads),
         (1, data.len() as u64, 1, 1)
     );
+    // Eight fetches: the first missed (and downloaded), the seven others waited and hit.
+    assert_eq!((s.misses, s.hits), (1, 7));
 
     // An md5 asked later is computed from the cached file, not downloaded again.
     let md5 = Checksum::new(ChecksumAlgo::Md5, &hex::encode(md5::Md5::digest(&data))).unwrap();

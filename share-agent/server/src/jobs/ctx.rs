@@ -247,13 +247,25 @@ impl JobCtx {
     where
         F: Future<Output = Result<T, IrmcError>>,
     {
+        let t0 = Instant::now();
         let _permit = self
             .agent
             .bmc_permits
             .acquire()
             .await
             .map_err(|_| self.timeout_err(op, Duration::ZERO))?;
-        fut.await.map_err(|e| self.irmc_err(op, e))
+        // One job at a time per node and one client per node: the client's counter
+        // moves only for this operation meanwhile.
+        let sent = || self.client.as_ref().map_or(0, |(c, _)| c.requests_sent());
+        let before = sent();
+        let r = fut.await;
+        self.agent.metrics.bmc_operation(
+            op,
+            r.is_ok(),
+            t0.elapsed(),
+            sent().saturating_sub(before),
+        );
+        r.map_err(|e| self.irmc_err(op, e))
     }
 
     /// The BMC's capabilities (report.xml once per BMC, then cached).

@@ -9,6 +9,7 @@ mod cli_profile;
 mod coordinator_restart;
 mod demo_signals;
 mod ha_failover;
+mod metrics;
 mod security;
 mod single_node;
 mod watch_failover;
