@@ -12,9 +12,10 @@ set -euo pipefail
 #   postgresql             the PostgreSQL store backend tests
 #   python3-venv           compatibility tests with python-scciclient and grpcio
 #   ipmitool               Ironic 35.1 (the fidelity test peer) refuses to load its irmc driver without it
+#   chromium chromium-driver  the dashboard's browser test (headless Chromium driven over WebDriver)
 PKGS=(mtools dosfstools xorriso isolinux syslinux-common grub-efi-amd64-bin grub-common
       qemu-system-x86 ovmf busybox-static cpio samba smbclient postgresql python3-venv
-      ipmitool ca-certificates curl)
+      ipmitool ca-certificates curl chromium chromium-driver)
 
 missing=()
 for p in "${PKGS[@]}"; do

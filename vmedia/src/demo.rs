@@ -89,6 +89,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     spec.sim_args = args.sim_args.clone();
     spec.sim_args
         .extend(["--boot-delay".to_string(), "200ms".to_string()]);
+    // The browser dashboard, on a loopback port.
+    spec.dashboard = true;
 
     let say = |msg: &str| {
         if !args.json {
@@ -127,8 +129,17 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             ),
             None => String::new(),
         };
+        let dashboard = match (fleet.dashboard_url(), &fleet.pki) {
+            (Some(url), Some(p)) => format!(
+                "\ndashboard: {url}\n  (sign in with the token in {}; the certificate is signed by {})",
+                p.reader_token.display(),
+                p.ca_cert.display()
+            ),
+            (Some(url), None) => format!("\ndashboard: {url}"),
+            (None, _) => String::new(),
+        };
         eprintln!(
-            "\nthe system keeps running (Ctrl-C stops it):\n  export VMEDIA_COORDINATOR={}{access}\n  vmedia node list\n  vmedia share list\n  logs: {}",
+            "\nthe system keeps running (Ctrl-C stops it):\n  export VMEDIA_COORDINATOR={}{access}{dashboard}\n  vmedia node list\n  vmedia share list\n  logs: {}",
             fleet.coordinator_url(),
             work_dir.join("logs").display()
         );

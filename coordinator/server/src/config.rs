@@ -82,6 +82,9 @@ pub struct Cli {
     /// How often a follower tries to take the lead, e.g. "500ms"
     #[arg(long, env = "COORDINATOR_LEADER_POLL", value_parser = humantime::parse_duration)]
     pub leader_poll: Option<Duration>,
+    /// Listen address of the browser dashboard (HTTP, or HTTPS with the gRPC certificate); off when unset
+    #[arg(long, env = "COORDINATOR_DASHBOARD_LISTEN")]
+    pub dashboard_listen: Option<SocketAddr>,
 }
 
 /// Effective settings. Field docs are the reference for the TOML file's keys.
@@ -132,6 +135,9 @@ pub struct Config {
     /// Follower's leadership poll interval. Default 500ms.
     #[serde(with = "humantime_serde")]
     pub leader_poll: Duration,
+    /// The browser dashboard's listen address. Unset (the default): no dashboard. It
+    /// serves HTTPS with `tls_cert_file` when TLS is on, and takes the API tokens.
+    pub dashboard_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -156,6 +162,7 @@ impl Default for Config {
             database_url: None,
             advertise_url: None,
             leader_poll: Duration::from_millis(500),
+            dashboard_listen: None,
         }
     }
 }
@@ -234,6 +241,9 @@ impl Config {
         }
         if let Some(v) = cli.leader_poll {
             self.leader_poll = v;
+        }
+        if let Some(v) = cli.dashboard_listen {
+            self.dashboard_listen = Some(v);
         }
     }
 

@@ -17,6 +17,7 @@
 //!   the engine in domain types only. The engine never sees a wire type.
 //! - `security.rs`: TLS (rustls; agents need a client certificate from the agent CA), API
 //!   tokens and roles, and the follower's redirect: one tower layer in front of everything.
+//! - `dashboard/`: the optional browser dashboard on its own listener (`dashboard_listen`).
 //! - `lib.rs` ([`run`]): store selection (SQLite, or PostgreSQL with leader election),
 //!   the at-rest key, the accept loop, and the follower -> leader hand-over.
 //!
@@ -41,6 +42,7 @@
 pub mod api;
 pub mod config;
 pub mod convert;
+pub mod dashboard;
 pub mod domain;
 pub mod engine;
 pub mod error;
@@ -143,6 +145,15 @@ pub async fn run(
         leadership: leadership.clone(),
     });
     let shutdown = shutdown.boxed().shared();
+    let dashboard = dashboard::start(
+        &cfg,
+        store.clone(),
+        policy.clone(),
+        tls.clone(),
+        shutdown.clone(),
+    )
+    .await?
+    .map(|(slot, _)| slot);
     let ctx = Ctx {
         cfg,
         store,
@@ -151,6 +162,7 @@ pub async fn run(
         leadership,
         advertise,
         addr,
+        dashboard,
     };
     match tls {
         Some(tls) => {
@@ -245,7 +257,7 @@ fn accept_plain(listener: tokio::net::TcpListener) -> mpsc::Receiver<tokio::net:
 /// Accepted TLS connections. Each handshake runs in its own task; a refused one (for
 /// example a client certificate not signed by the agent CA) is logged with the peer's
 /// address and dropped.
-fn accept_tls(
+pub(crate) fn accept_tls(
     listener: tokio::net::TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
 ) -> mpsc::Receiver<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
@@ -306,7 +318,7 @@ fn incoming<IO: Send + 'static>(
     })
 }
 
-type SharedShutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
+pub(crate) type SharedShutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
 
 struct Ctx {
     cfg: Config,
@@ -316,6 +328,8 @@ struct Ctx {
     leadership: LeaderView,
     advertise: String,
     addr: SocketAddr,
+    /// Where the dashboard (when configured) finds the current engine.
+    dashboard: Option<dashboard::EngineSlot>,
 }
 
 impl Ctx {
@@ -419,6 +433,7 @@ impl Ctx {
             leadership: self.leadership.clone(),
             advertise: self.advertise.clone(),
             addr: self.addr,
+            dashboard: self.dashboard.clone(),
         }
     }
 
@@ -438,6 +453,9 @@ impl Ctx {
             + 'static,
     {
         let addr = self.addr;
+        if let Some(d) = &self.dashboard {
+            d.set(handle.clone());
+        }
         let api = api::Api {
             store: self.store.clone(),
             engine: handle.clone(),

@@ -61,6 +61,8 @@ pub struct Fleet {
     pub deploy_iso_url: String,
     /// BMC addresses, in node order.
     pub bmc_addresses: Vec<Ipv4Addr>,
+    /// The dashboard's address (replica 0), when `spec.dashboard`.
+    pub dashboard_addr: Option<SocketAddr>,
     files: FileServer,
 }
 
@@ -200,7 +202,13 @@ impl Fleet {
         let more_coordinators = (1..spec.coordinators.max(1))
             .map(|_| free_port().map(|a| (a, None)))
             .collect::<Result<Vec<_>>>()?;
+        let dashboard_addr = if spec.dashboard {
+            Some(free_port()?)
+        } else {
+            None
+        };
         let mut fleet = Fleet {
+            dashboard_addr,
             coordinator: None,
             coordinator_addr,
             more_coordinators,
@@ -275,6 +283,13 @@ impl Fleet {
         format!("{}://{}", self.scheme(), self.replica_addr(i))
     }
 
+    /// The dashboard's URL (`https` when the fleet has TLS: the coordinator's certificate,
+    /// signed by the fleet's CA), when `spec.dashboard`.
+    pub fn dashboard_url(&self) -> Option<String> {
+        self.dashboard_addr
+            .map(|a| format!("{}://{a}/", self.scheme()))
+    }
+
     fn replica_slot(&mut self, i: usize) -> Option<&mut Option<Proc>> {
         match i {
             0 => Some(&mut self.coordinator),
@@ -325,6 +340,9 @@ impl Fleet {
             // Through the environment: a URL may hold a password, and a command line is
             // visible to every user of the machine.
             cmd.env("COORDINATOR_DATABASE_URL", url);
+        }
+        if let (0, Some(a)) = (i, self.dashboard_addr) {
+            cmd.arg("--dashboard-listen").arg(a.to_string());
         }
         cmd.args(&self.spec.coordinator_args);
         let proc = spawn_logged(cmd, &name, &w.join("logs"))?;

@@ -45,6 +45,9 @@ pub struct FleetSpec {
     pub coordinators: usize,
     /// PostgreSQL for the coordinators; `None`: SQLite in the work directory.
     pub database_url: Option<String>,
+    /// Give the coordinator (replica 0) a browser dashboard on a free loopback port
+    /// ([`crate::Fleet::dashboard_url`]). Default false.
+    pub dashboard: bool,
 }
 
 impl FleetSpec {
@@ -68,6 +71,7 @@ impl FleetSpec {
             tls: true,
             coordinators: 1,
             database_url: None,
+            dashboard: false,
         }
     }
 }

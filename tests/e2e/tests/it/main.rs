@@ -6,6 +6,7 @@ mod agent_token;
 mod bmc_info;
 mod boot_failures;
 mod coordinator_restart;
+mod dashboard;
 mod ha_failover;
 mod security;
 mod single_node;
