@@ -124,10 +124,7 @@ fn page(
         }
         h.push_str("</div><p id=\"live\" class=\"live\" role=\"status\" aria-live=\"polite\">Live updates: off</p>");
     }
-    let _ = write!(
-        h,
-        "</header><main id=\"main\">{main}</main></body></html>\n"
-    );
+    let _ = writeln!(h, "</header><main id=\"main\">{main}</main></body></html>");
     (status, headers(), Html(h)).into_response()
 }
 
