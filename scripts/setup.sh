@@ -13,9 +13,10 @@ set -euo pipefail
 #   python3-venv           compatibility tests with python-scciclient and grpcio
 #   ipmitool               Ironic 35.1 (the fidelity test peer) refuses to load its irmc driver without it
 #   prometheus             its promtool lints the services' /metrics expositions (`promtool check metrics`)
+#   chromium chromium-driver  the dashboard's browser test (headless Chromium driven over WebDriver)
 PKGS=(mtools dosfstools xorriso isolinux syslinux-common grub-efi-amd64-bin grub-common
       qemu-system-x86 ovmf busybox-static cpio samba smbclient postgresql python3-venv
-      ipmitool prometheus ca-certificates curl)
+      ipmitool prometheus ca-certificates curl chromium chromium-driver)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -91,6 +91,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     spec.sim_args = args.sim_args.clone();
     spec.sim_args
         .extend(["--boot-delay".to_string(), "200ms".to_string()]);
+    // The browser dashboard, on a loopback port.
+    spec.dashboard = true;
 
     let say = |msg: &str| {
         if !args.json {
@@ -153,8 +155,17 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             std::iter::once(format!("\n  Prometheus metrics of {}:", names.join(", ")))
                 .chain(urls.iter().map(|(_, url)| format!("\nmetrics: {url}")))
                 .collect();
+        let dashboard = match (fleet.dashboard_url(), &fleet.pki) {
+            (Some(url), Some(p)) => format!(
+                "\ndashboard: {url}\n  (sign in with the token in {}; the certificate is signed by {})",
+                p.reader_token.display(),
+                p.ca_cert.display()
+            ),
+            (Some(url), None) => format!("\ndashboard: {url}"),
+            (None, _) => String::new(),
+        };
         eprintln!(
-            "\nthe system keeps running (Ctrl-C or SIGTERM stops it):\n  export VMEDIA_COORDINATOR={}{access}\n  vmedia node list\n  vmedia share list{metrics}\n  logs: {}",
+            "\nthe system keeps running (Ctrl-C or SIGTERM stops it):\n  export VMEDIA_COORDINATOR={}{access}{dashboard}\n  vmedia node list\n  vmedia share list{metrics}\n  logs: {}",
             fleet.coordinator_url(),
             work_dir.join("logs").display()
         );

@@ -86,6 +86,9 @@ pub struct Cli {
     /// Open on loopback; elsewhere scrapes need a reader or admin token (tokens_file)
     #[arg(long, env = "COORDINATOR_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Listen address of the browser dashboard (HTTP, or HTTPS with the gRPC certificate); off when unset
+    #[arg(long, env = "COORDINATOR_DASHBOARD_LISTEN")]
+    pub dashboard_listen: Option<SocketAddr>,
 }
 
 /// Effective settings. Field docs are the reference for the TOML file's keys.
@@ -140,6 +143,9 @@ pub struct Config {
     /// loopback address it is open; on any other, scrapes need `Authorization: Bearer`
     /// with a reader or admin token from `tokens_file` (required then).
     pub metrics_listen: Option<SocketAddr>,
+    /// The browser dashboard's listen address. Unset (the default): no dashboard. It
+    /// serves HTTPS with `tls_cert_file` when TLS is on, and takes the API tokens.
+    pub dashboard_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -165,6 +171,7 @@ impl Default for Config {
             advertise_url: None,
             leader_poll: Duration::from_millis(500),
             metrics_listen: None,
+            dashboard_listen: None,
         }
     }
 }
@@ -246,6 +253,9 @@ impl Config {
         }
         if let Some(v) = cli.metrics_listen {
             self.metrics_listen = Some(v);
+        }
+        if let Some(v) = cli.dashboard_listen {
+            self.dashboard_listen = Some(v);
         }
     }
 

@@ -72,6 +72,7 @@ pub fn node_filter(
         agent: opt(share).map(AgentId::from),
         name_prefix: opt(name_prefix),
         with_last_error,
+        search: None,
     })
 }
 

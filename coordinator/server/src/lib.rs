@@ -19,6 +19,7 @@
 //!   scrape) and their listener (`metrics_listen`).
 //! - `security.rs`: TLS (rustls; agents need a client certificate from the agent CA), API
 //!   tokens and roles, and the follower's redirect: one tower layer in front of everything.
+//! - `dashboard/`: the optional browser dashboard on its own listener (`dashboard_listen`).
 //! - `lib.rs` ([`run`]): store selection (SQLite, or PostgreSQL with leader election),
 //!   the at-rest key, the accept loop, and the follower -> leader hand-over.
 //!
@@ -43,6 +44,7 @@
 pub mod api;
 pub mod config;
 pub mod convert;
+pub mod dashboard;
 pub mod domain;
 pub mod engine;
 pub mod error;
@@ -168,6 +170,15 @@ pub async fn run(
         agents_need_certificates: cfg.agent_ca_file.is_some(),
         leadership: leadership.clone(),
     });
+    let dashboard = dashboard::start(
+        &cfg,
+        store.clone(),
+        policy.clone(),
+        tls.clone(),
+        shutdown.clone(),
+    )
+    .await?
+    .map(|(slot, _)| slot);
     let ctx = Ctx {
         cfg,
         store,
@@ -177,6 +188,7 @@ pub async fn run(
         advertise,
         addr,
         metrics,
+        dashboard,
     };
     match tls {
         Some(tls) => {
@@ -271,7 +283,7 @@ fn accept_plain(listener: tokio::net::TcpListener) -> mpsc::Receiver<tokio::net:
 /// Accepted TLS connections. Each handshake runs in its own task; a refused one (for
 /// example a client certificate not signed by the agent CA) is logged with the peer's
 /// address and dropped.
-fn accept_tls(
+pub(crate) fn accept_tls(
     listener: tokio::net::TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
 ) -> mpsc::Receiver<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
@@ -332,7 +344,7 @@ fn incoming<IO: Send + 'static>(
     })
 }
 
-type SharedShutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
+pub(crate) type SharedShutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
 
 struct Ctx {
     cfg: Config,
@@ -343,6 +355,8 @@ struct Ctx {
     advertise: String,
     addr: SocketAddr,
     metrics: Arc<metrics::Metrics>,
+    /// Where the dashboard (when configured) finds the current engine.
+    dashboard: Option<dashboard::EngineSlot>,
 }
 
 impl Ctx {
@@ -458,6 +472,7 @@ impl Ctx {
             advertise: self.advertise.clone(),
             addr: self.addr,
             metrics: self.metrics.clone(),
+            dashboard: self.dashboard.clone(),
         }
     }
 
@@ -477,6 +492,9 @@ impl Ctx {
             + 'static,
     {
         let addr = self.addr;
+        if let Some(d) = &self.dashboard {
+            d.set(handle.clone());
+        }
         let api = api::Api {
             store: self.store.clone(),
             engine: handle.clone(),

@@ -221,6 +221,33 @@ pub(crate) fn state_counts(rows: Vec<(String, i64)>) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// History rows `(at_ms, from_state, to_state, last_error)`, newest first as queried, to
+/// [`StateChange`](crate::StateChange)s oldest first.
+pub(crate) fn decode_history(
+    uuid: Uuid,
+    mut rows: Vec<(i64, String, String, Option<String>)>,
+) -> Result<Vec<crate::StateChange>, StoreError> {
+    rows.reverse();
+    let state = |s: &str| {
+        s.parse::<coordinator_core::ProvisionState>()
+            .map_err(|e| StoreError::Corrupt {
+                node: uuid.to_string(),
+                what: "history",
+                detail: e.to_string(),
+            })
+    };
+    rows.into_iter()
+        .map(|(at_ms, from, to, last_error)| {
+            Ok(crate::StateChange {
+                at_ms,
+                from: state(&from)?,
+                to: state(&to)?,
+                last_error,
+            })
+        })
+        .collect()
+}
+
 /// A database error for `op`.
 pub(crate) fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Database { op, source }

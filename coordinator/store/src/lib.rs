@@ -4,7 +4,8 @@
 //!
 //! # API summary
 //! - [`Store`]: nodes (create/create_nodes/get/get_nodes/list/list_node_views/update_spec/
-//!   update_status/update_statuses/delete), resume listing ([`Store::nodes_in_flight`]), per-state counts, and the DESIRED
+//!   update_status/update_statuses/delete), resume listing ([`Store::nodes_in_flight`]), per-state counts,
+//!   each node's last [`HISTORY_PER_NODE`] state changes ([`Store::node_history`]), and the DESIRED
 //!   state of agents (drained or not). Observed agent state (health, load) is not
 //!   stored: it is rebuilt from agent registrations.
 //! - Placement is kept in `NodeStatus::agent` (column `share`; no separate assignment table): it
@@ -50,6 +51,10 @@
 //! indexed), the status version, spec and status as compact JSON (defaults
 //! omitted), and the ramdisk agent token in its own column. Bulk writes use one
 //! multi-row statement per 500 rows inside one transaction.
+//! `node_history` (id, uuid, at_ms, from_state, to_state, last_error) is filled by a
+//! trigger on `nodes` when `provision_state` changes, and trimmed to the newest
+//! [`HISTORY_PER_NODE`] rows of that node by the same trigger: history costs no extra
+//! round trip and commits (or rolls back) with the status write, group commit included.
 //!
 //! # Invariants
 //! - `update_status` succeeds only when the caller's `expected_version` equals the
@@ -136,6 +141,41 @@ pub struct NodeFilter {
     pub name_prefix: Option<String>,
     /// Only nodes whose `last_error` is set.
     pub with_last_error: bool,
+    /// Free-text search: the name contains it, or the uuid's hex digits contain its hex
+    /// digits (so a uuid prefix, with or without dashes, finds the node). Case-insensitive
+    /// for ASCII. A full scan: the dashboard's search box, not the hot path.
+    pub search: Option<String>,
+}
+
+/// How many state changes [`Store::node_history`] keeps per node (older ones are dropped
+/// in the same statement that records a new one).
+pub const HISTORY_PER_NODE: usize = 50;
+
+/// One committed change of a node's provision state, as the store recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    /// The status' `provision_updated_at_ms` of the write that made the change.
+    pub at_ms: i64,
+    pub from: ProvisionState,
+    pub to: ProvisionState,
+    /// `last_error` as that write left it.
+    pub last_error: Option<String>,
+}
+
+impl NodeFilter {
+    /// The search text as the backends compare it: (lower-case name needle, lower-case
+    /// hex needle of the uuid, `None` when the text holds anything but hex digits and
+    /// dashes).
+    pub(crate) fn search_needles(&self) -> Option<(String, Option<String>)> {
+        let s = self.search.as_deref()?.trim();
+        if s.is_empty() {
+            return None;
+        }
+        let name = s.to_ascii_lowercase();
+        let hex: String = name.chars().filter(|c| *c != '-').collect();
+        let hex = (!hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex);
+        Some((name, hex))
+    }
 }
 
 /// Persistence of nodes and desired agent state.
@@ -213,6 +253,11 @@ pub trait Store: Send + Sync + 'static {
     /// Node count per last known power state name (`""` for never reported; only
     /// values with nodes).
     async fn count_by_power_state(&self) -> Result<BTreeMap<String, u64>, StoreError>;
+    /// The node's recorded provision-state changes, oldest first: at most
+    /// [`HISTORY_PER_NODE`], written by the same statement that commits each status change
+    /// (a change that is rolled back leaves no history). Empty for an unknown node;
+    /// deleting a node deletes its history.
+    async fn node_history(&self, uuid: Uuid) -> Result<Vec<StateChange>, StoreError>;
 
     /// Desired agent state: drained agents get no new work.
     async fn set_agent_drained(&self, agent: &AgentId, drained: bool) -> Result<(), StoreError>;

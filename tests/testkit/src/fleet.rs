@@ -184,6 +184,8 @@ pub struct Fleet {
     pub coordinator_metrics: Option<SocketAddr>,
     /// Metrics listener of each share agent, in share order (with `spec.metrics`).
     pub agent_metrics: Vec<SocketAddr>,
+    /// The dashboard's address (replica 0), when `spec.dashboard`.
+    pub dashboard_addr: Option<SocketAddr>,
     files: FileServer,
 }
 
@@ -288,7 +290,13 @@ impl Fleet {
         } else {
             (None, Vec::new())
         };
+        let dashboard_addr = if spec.dashboard {
+            Some(free_port()?)
+        } else {
+            None
+        };
         let mut fleet = Fleet {
+            dashboard_addr,
             coordinator: None,
             coordinator_addr,
             more_coordinators,
@@ -363,6 +371,13 @@ impl Fleet {
         format!("{}://{}", self.scheme(), self.replica_addr(i))
     }
 
+    /// The dashboard's URL (`https` when the fleet has TLS: the coordinator's certificate,
+    /// signed by the fleet's CA), when `spec.dashboard`.
+    pub fn dashboard_url(&self) -> Option<String> {
+        self.dashboard_addr
+            .map(|a| format!("{}://{a}/", self.scheme()))
+    }
+
     fn replica_slot(&mut self, i: usize) -> Option<&mut Option<Proc>> {
         match i {
             0 => Some(&mut self.coordinator),
@@ -418,6 +433,9 @@ impl Fleet {
             && let Some(m) = self.coordinator_metrics
         {
             cmd.arg("--metrics-listen").arg(m.to_string());
+        }
+        if let (0, Some(a)) = (i, self.dashboard_addr) {
+            cmd.arg("--dashboard-listen").arg(a.to_string());
         }
         cmd.args(&self.spec.coordinator_args);
         let proc = spawn_logged(cmd, &name, &w.join("logs"))?;

@@ -53,6 +53,9 @@ pub struct FleetSpec {
     /// Give the coordinator (replica 0) and every share agent a Prometheus metrics
     /// listener on a free loopback port (default false); see [`crate::Fleet::metrics_urls`].
     pub metrics: bool,
+    /// Give the coordinator (replica 0) a browser dashboard on a free loopback port
+    /// ([`crate::Fleet::dashboard_url`]). Default false.
+    pub dashboard: bool,
 }
 
 impl FleetSpec {
@@ -78,6 +81,7 @@ impl FleetSpec {
             coordinators: 1,
             database_url: None,
             metrics: false,
+            dashboard: false,
         }
     }
 }

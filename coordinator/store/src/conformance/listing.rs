@@ -129,6 +129,7 @@ pub(super) async fn filters<S: Store>(st: S) {
             agent: Some("s2".into()),
             with_last_error: true,
             name_prefix: Some("rack".into()),
+            search: Some("2-".into()),
         })
         .await,
         ["rack2-a"]

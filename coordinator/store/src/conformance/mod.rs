@@ -7,8 +7,10 @@
 //! handle was dropped) must reopen the SAME data. Different `k` never share data.
 //!
 //! The checks, by topic: `nodes.rs` (single nodes, reopening), `listing.rs` (pages,
-//! filters, views, in-flight, agents), `writes.rs` (status writes and bulk).
+//! filters, views, in-flight, agents), `writes.rs` (status writes and bulk), `history.rs` (state-change
+//! history, search).
 
+mod history;
 mod listing;
 mod nodes;
 mod writes;
@@ -22,6 +24,7 @@ use coordinator_core::{
 use uuid::Uuid;
 
 use crate::Store;
+use history::{history, search};
 use listing::{agents, filters, in_flight, pagination, views};
 use nodes::{crud, durability_check, durability_write, get_many, token_changes, uniqueness};
 use writes::{batch_atomicity, bulk, concurrent_writers, optimistic_concurrency};
@@ -46,6 +49,8 @@ where
     views(make(11).await).await;
     get_many(make(13).await).await;
     token_changes(make(12).await).await;
+    history(make(14).await).await;
+    search(make(15).await).await;
     // Durability: write, drop, reopen the same store.
     let (uuid, version) = durability_write(make(9).await).await;
     durability_check(make(9).await, uuid, version).await;

@@ -40,6 +40,17 @@ impl PgStore {
         if filter.with_last_error {
             q.push(" AND has_error");
         }
+        if let Some((name, hex)) = filter.search_needles() {
+            q.push(" AND (strpos(lower(name), ")
+                .push_bind(name)
+                .push(") > 0");
+            if let Some(hex) = hex {
+                q.push(" OR strpos(encode(uuid, 'hex'), ")
+                    .push_bind(hex)
+                    .push(") > 0");
+            }
+            q.push(")");
+        }
         q.push(" ORDER BY uuid LIMIT ").push_bind(i64::from(limit));
         let rows = q
             .build()

@@ -58,6 +58,45 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX nodes_by_power_state ON nodes (power_state);
     "#,
     ),
+    // Each node's provision-state changes (see sqlite/schema.rs, version 4).
+    (
+        4,
+        r#"
+    CREATE TABLE node_history (
+        id         BIGSERIAL PRIMARY KEY,
+        uuid       BYTEA NOT NULL,
+        at_ms      BIGINT NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state   TEXT NOT NULL,
+        last_error TEXT
+    );
+    CREATE INDEX node_history_by_node ON node_history (uuid, id);
+    CREATE FUNCTION node_history_record() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+        INSERT INTO node_history (uuid, at_ms, from_state, to_state, last_error)
+        VALUES (NEW.uuid,
+                COALESCE((NEW.status::json->>'provision_updated_at_ms')::bigint, 0),
+                OLD.provision_state, NEW.provision_state,
+                NEW.status::json->>'last_error');
+        DELETE FROM node_history WHERE uuid = NEW.uuid AND id <= (
+            SELECT h.id FROM node_history h WHERE h.uuid = NEW.uuid
+            ORDER BY h.id DESC LIMIT 1 OFFSET 50);
+        RETURN NULL;
+    END
+    $fn$;
+    CREATE TRIGGER node_history_record AFTER UPDATE OF provision_state ON nodes
+        FOR EACH ROW WHEN (OLD.provision_state IS DISTINCT FROM NEW.provision_state)
+        EXECUTE FUNCTION node_history_record();
+    CREATE FUNCTION node_history_forget() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+        DELETE FROM node_history WHERE uuid = OLD.uuid;
+        RETURN NULL;
+    END
+    $fn$;
+    CREATE TRIGGER node_history_forget AFTER DELETE ON nodes
+        FOR EACH ROW EXECUTE FUNCTION node_history_forget();
+    "#,
+    ),
 ];
 
 impl PgStore {

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::rows::{decode_row, unique_or, update_one};
 use super::{BATCH_ROWS, PgStore};
 use crate::codec::{Secrets, create_batch_error, db, encode_status, to_i64};
-use crate::{NodeFilter, Store, StoreError, encode_spec};
+use crate::{NodeFilter, StateChange, Store, StoreError, encode_spec};
 
 #[async_trait]
 impl Store for PgStore {
@@ -291,6 +291,19 @@ impl Store for PgStore {
                 .await
                 .map_err(db("count nodes by power state"))?;
         Ok(crate::codec::power_counts(rows))
+    }
+
+    async fn node_history(&self, uuid: Uuid) -> Result<Vec<StateChange>, StoreError> {
+        let rows: Vec<(i64, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT at_ms, from_state, to_state, last_error FROM node_history \
+             WHERE uuid = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(uuid.as_bytes().to_vec())
+        .bind(crate::HISTORY_PER_NODE as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("read node history"))?;
+        crate::codec::decode_history(uuid, rows)
     }
 
     async fn set_agent_drained(&self, agent: &AgentId, drained: bool) -> Result<(), StoreError> {

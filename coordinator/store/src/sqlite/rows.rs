@@ -43,6 +43,17 @@ impl SqliteStore {
         if filter.with_last_error {
             q.push(" AND has_error = 1");
         }
+        if let Some((name, hex)) = filter.search_needles() {
+            q.push(" AND (instr(lower(name), ")
+                .push_bind(name)
+                .push(") > 0");
+            if let Some(hex) = hex {
+                q.push(" OR instr(lower(hex(uuid)), ")
+                    .push_bind(hex)
+                    .push(") > 0");
+            }
+            q.push(")");
+        }
         q.push(" ORDER BY uuid LIMIT ").push_bind(i64::from(limit));
         let rows = q
             .build()

@@ -55,6 +55,39 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX nodes_by_power_state ON nodes (power_state);
     "#,
     ),
+    // Each node's provision-state changes, recorded by a trigger in the statement that
+    // commits the status (so the engine's group commit carries them at no extra round
+    // trip) and trimmed there to the newest 50 (`crate::HISTORY_PER_NODE`).
+    (
+        4,
+        r#"
+    CREATE TABLE node_history (
+        id         INTEGER PRIMARY KEY,
+        uuid       BLOB NOT NULL,
+        at_ms      INTEGER NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state   TEXT NOT NULL,
+        last_error TEXT
+    );
+    CREATE INDEX node_history_by_node ON node_history (uuid, id);
+    CREATE TRIGGER node_history_record AFTER UPDATE OF provision_state ON nodes
+    WHEN OLD.provision_state IS NOT NEW.provision_state
+    BEGIN
+        INSERT INTO node_history (uuid, at_ms, from_state, to_state, last_error)
+        VALUES (NEW.uuid,
+                COALESCE(json_extract(NEW.status, '$.provision_updated_at_ms'), 0),
+                OLD.provision_state, NEW.provision_state,
+                json_extract(NEW.status, '$.last_error'));
+        DELETE FROM node_history WHERE uuid = NEW.uuid AND id <= (
+            SELECT id FROM node_history WHERE uuid = NEW.uuid
+            ORDER BY id DESC LIMIT 1 OFFSET 50);
+    END;
+    CREATE TRIGGER node_history_forget AFTER DELETE ON nodes
+    BEGIN
+        DELETE FROM node_history WHERE uuid = OLD.uuid;
+    END;
+    "#,
+    ),
 ];
 
 impl SqliteStore {

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::rows::{NODE_COLUMNS, decode_row, unique_or, update_one};
 use super::{BATCH_ROWS, SqliteStore};
 use crate::codec::{Secrets, create_batch_error, db, encode_status};
-use crate::{NodeFilter, Store, StoreError, encode_spec};
+use crate::{NodeFilter, StateChange, Store, StoreError, encode_spec};
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -336,6 +336,19 @@ impl Store for SqliteStore {
                 .await
                 .map_err(db("count nodes by power state"))?;
         Ok(crate::codec::power_counts(rows))
+    }
+
+    async fn node_history(&self, uuid: Uuid) -> Result<Vec<StateChange>, StoreError> {
+        let rows: Vec<(i64, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT at_ms, from_state, to_state, last_error FROM node_history \
+             WHERE uuid = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(uuid.as_bytes().to_vec())
+        .bind(crate::HISTORY_PER_NODE as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("read node history"))?;
+        crate::codec::decode_history(uuid, rows)
     }
 
     async fn set_agent_drained(&self, agent: &AgentId, drained: bool) -> Result<(), StoreError> {

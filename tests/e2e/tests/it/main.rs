@@ -7,6 +7,7 @@ mod bmc_info;
 mod boot_failures;
 mod cli_profile;
 mod coordinator_restart;
+mod dashboard;
 mod demo_signals;
 mod ha_failover;
 mod metrics;
