@@ -11,10 +11,12 @@ set -euo pipefail
 #   samba smbclient        the real-share fidelity test
 #   postgresql             the PostgreSQL store backend tests
 #   python3-venv           compatibility tests with python-scciclient and grpcio
-#   ipmitool               Ironic 35.1 (the fidelity test peer) refuses to load its irmc driver without it
+#   ipmitool               Ironic 35.1 (the fidelity test peer) runs it against irmc-sim's IPMI; the
+#                          irmc-sim tests drive the simulator with it (-I lanplus, -C 3 and -C 17)
+#   openipmi               ipmi_sim, a BMC simulator nobody here wrote: a peer for the irmc crate's IPMI client
 PKGS=(mtools dosfstools xorriso isolinux syslinux-common grub-efi-amd64-bin grub-common
       qemu-system-x86 ovmf busybox-static cpio samba smbclient postgresql python3-venv
-      ipmitool ca-certificates curl)
+      ipmitool openipmi ca-certificates curl)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -75,13 +75,16 @@ mod client;
 mod config;
 mod digest;
 mod error;
+pub mod ipmi;
 pub mod wire;
 
 pub use client::IrmcClient;
 pub use config::{
     AuthMethod, BmcConfig, DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Scheme, Secret, TlsVerify,
+    Transport,
 };
 pub use error::{Ctx, IrmcError};
+pub use ipmi::{IpmiClient, IpmiSettings};
 pub use wire::{
     BootMode, BootPersistence, BootTarget, MediaKind, MediaLocation, MediaView, Opcode,
     PowerAction, PowerState, Report, ResetType, ScciCommand, ScciData, Settings, ShareType,

@@ -134,6 +134,10 @@ impl Fleet {
             // only when the nodes use it: one listener per address and port, and 10,000
             // addresses x 2 ports would not fit a 20,000 open-file limit.
             sim_cmd.arg("--https-port").arg("443");
+            // The share agents reach power state and boot device over Redfish (auto finds
+            // it), so the fleet needs no IPMI: another socket per address would not fit
+            // the open-file limit at 10,000 nodes either.
+            sim_cmd.arg("--no-ipmi");
             if spec.bmc_port != 443 {
                 sim_cmd.arg("--http-port").arg(spec.bmc_port.to_string());
             }
