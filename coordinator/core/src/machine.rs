@@ -86,6 +86,8 @@ pub struct BmcTarget {
     pub client_timeout_s: u32,
     /// "true" | "false" | absolute path of a CA bundle on the agent
     pub verify_ca: String,
+    /// irmc_transport: "redfish" | "ipmi" | "auto"
+    pub transport: String,
 }
 
 /// The work a job does. Mirrors the proto `Job.kind` oneof; the server converts.
@@ -287,6 +289,10 @@ pub fn bmc_target(spec: &NodeSpec) -> Result<BmcTarget, CoreError> {
             .unwrap_or_else(|| "basic".to_string()),
         client_timeout_s,
         verify_ca,
+        transport: di
+            .get("irmc_transport")
+            .cloned()
+            .unwrap_or_else(|| "auto".to_string()),
     })
 }
 

@@ -284,6 +284,16 @@ fn check_bmc_all(di: &BTreeMap<String, String>) -> Vec<String> {
             format!("must be a positive integer (seconds), got {t:?}"),
         );
     }
+    if let Some(t) = di.get("irmc_transport")
+        && !matches!(t.as_str(), "redfish" | "ipmi" | "auto")
+    {
+        bad(
+            "irmc_transport",
+            format!(
+                "must be redfish, ipmi or auto (how power state and boot device are done), got {t:?}"
+            ),
+        );
+    }
     if let Some(v) = di.get("irmc_verify_ca")
         && parse_bool(v).is_none()
         && !v.starts_with('/')
@@ -586,6 +596,12 @@ mod tests {
                 "irmc_auth_method",
                 "ntlm",
                 "driver_info.irmc_auth_method: must be basic or digest, got \"ntlm\"",
+            ),
+            (
+                "driver_info",
+                "irmc_transport",
+                "snmp",
+                "driver_info.irmc_transport: must be redfish, ipmi or auto",
             ),
             (
                 "driver_info",

@@ -354,6 +354,7 @@ pub fn job_to_proto(
             auth_method: b.auth_method,
             client_timeout_s: b.client_timeout_s,
             verify_ca: b.verify_ca,
+            transport: b.transport,
         }),
         kind: Some(kind),
     }
