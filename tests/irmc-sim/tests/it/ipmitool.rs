@@ -14,9 +14,12 @@ use crate::support::{in_ci, random_base};
 
 const PASSWORD: &str = "Lan-pl4s";
 
+/// What one power-on booted: device, override kind, reason.
+type Boot = (BootTarget, BootEnabled, &'static str);
+
 /// Records what every power-on would boot.
 #[derive(Clone, Default)]
-struct Boots(Arc<Mutex<Vec<(BootTarget, BootEnabled, &'static str)>>>);
+struct Boots(Arc<Mutex<Vec<Boot>>>);
 
 impl BootHook for Boots {
     fn on_power_on(&self, _node: NodeHandle, s: BootSnapshot) {
