@@ -12,11 +12,11 @@ set -euo pipefail
 #   postgresql             the PostgreSQL store backend tests
 #   python3-venv           compatibility tests with python-scciclient and grpcio
 #   ipmitool               Ironic 35.1 (the fidelity test peer) runs it against irmc-sim's IPMI; the
-#                          irmc-sim tests drive the simulator with it (-I lanplus, -C 3 and -C 17)
-#   openipmi               ipmi_sim, a BMC simulator nobody here wrote: a peer for the irmc crate's IPMI client
+#                          irmc-sim tests drive the simulator with it (-I lanplus, -C 3 and -C 17);
+#                          the irmc crate's IPMI client is also tested against pyghmi's BMC (PyPI)
 PKGS=(mtools dosfstools xorriso isolinux syslinux-common grub-efi-amd64-bin grub-common
       qemu-system-x86 ovmf busybox-static cpio samba smbclient postgresql python3-venv
-      ipmitool openipmi ca-certificates curl)
+      ipmitool ca-certificates curl)
 
 missing=()
 for p in "${PKGS[@]}"; do

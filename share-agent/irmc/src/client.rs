@@ -184,10 +184,11 @@ impl IrmcClient {
         &self.inner.cfg
     }
 
-    /// HTTP requests this client (and its clones) sent, counting retries and
-    /// Digest 401 round trips.
+    /// Requests this client (and its clones) sent: HTTP requests, counting retries and
+    /// Digest 401 round trips, plus IPMI datagrams (retransmissions included).
     pub fn requests_sent(&self) -> u64 {
         self.inner.sent.load(Ordering::Relaxed)
+            + self.inner.ipmi.stats().sent.load(Ordering::Relaxed)
     }
 
     fn ctx(&self, operation: &'static str) -> Ctx {

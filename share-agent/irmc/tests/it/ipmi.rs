@@ -1,6 +1,6 @@
 //! IPMI over LAN: golden bytes captured from ipmitool, the client against irmc-sim
-//! (cipher suites 3 and 17), against BMCs nobody here wrote (pyghmi's `Bmc`, OpenIPMI's
-//! `ipmi_sim`), and against bad peers (silent, garbage). Peers are started by the tests,
+//! (cipher suites 3 and 17), against a BMC nobody here wrote (pyghmi's `Bmc`), and
+//! against bad peers (silent, garbage). Peers are started by the tests,
 //! on loopback. With `CI` set a missing peer is a failure; otherwise the test is skipped
 //! with a loud reason.
 
