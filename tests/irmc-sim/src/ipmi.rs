@@ -65,14 +65,18 @@ pub(crate) async fn bind(node: &NodeHandle, port: u16) -> std::io::Result<UdpSoc
     UdpSocket::bind(SocketAddr::from((node.address(), port))).await
 }
 
-/// Serves one node until shutdown.
+/// Serves one node until shutdown. The node's injected faults apply per datagram as they
+/// do per HTTP request: latency delays the reply (and, the loop being serial, the node's
+/// next datagrams), `hang` and injected errors drop the datagram (a BMC that does not
+/// answer), `malformed` is ignored.
 pub(crate) async fn serve(
     node: NodeHandle,
     sock: UdpSocket,
     creds: Credentials,
+    seed: u64,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut bmc = Bmc::new(node, creds);
+    let mut bmc = Bmc::new(node.clone(), creds);
     let mut buf = vec![0u8; 2048];
     loop {
         let (n, peer) = tokio::select! {
@@ -86,6 +90,19 @@ pub(crate) async fn serve(
                 }
             },
         };
+        let decision = node.faults().decide(seed, node.index(), node.next_seq());
+        if let Some(d) = decision.delay {
+            let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            node.update(|s| s.counters.delay_ms = s.counters.delay_ms.saturating_add(ms));
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tokio::time::sleep(d) => {}
+            }
+        }
+        if decision.hang || decision.error.is_some() {
+            node.update(|s| s.counters.ipmi_packets += 1);
+            continue;
+        }
         if let Some(reply) = bmc.datagram(&buf[..n]) {
             let _ = sock.send_to(&reply, peer).await;
         }

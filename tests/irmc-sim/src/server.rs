@@ -272,6 +272,7 @@ impl Sim {
                     shared.nodes[i].clone(),
                     sock,
                     creds.clone(),
+                    shared.seed,
                     rx.clone(),
                 )));
             }

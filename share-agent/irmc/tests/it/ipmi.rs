@@ -740,3 +740,24 @@ async fn client_against_pyghmi_bmc() {
     assert!(matches!(err, IrmcError::IpmiAuth { .. }), "{err}");
     let _ = child.kill().await;
 }
+
+/// The simulator's injected faults apply to IPMI too: a hanging BMC costs the client its
+/// retries and a clear error; latency is counted like on HTTP.
+#[tokio::test]
+async fn sim_faults_apply_to_ipmi() {
+    let sim = sim().await;
+    let mut cfg = sim_config(&sim, PASSWORD);
+    cfg.ipmi.reply_timeout = Duration::from_millis(100);
+    cfg.ipmi.attempts = 2;
+    let c = IpmiClient::new(&cfg);
+    sim.apply_fault(&irmc_sim::fault::parse_spec("node=0,hang").unwrap());
+    let err = c.power_on().await.unwrap_err();
+    assert!(
+        err.is_transient() && err.to_string().contains("after 2 tries"),
+        "{err}"
+    );
+    sim.apply_fault(&irmc_sim::fault::parse_spec("clear,latency=5ms").unwrap());
+    assert!(!c.power_on().await.unwrap());
+    assert!(sim.node(0).state().counters.delay_ms >= 7 * 5);
+    sim.shutdown().await;
+}
