@@ -624,7 +624,7 @@ fn cpu_time() -> Duration {
 /// `--nocapture`); asserts the datagram counts.
 #[tokio::test(flavor = "current_thread")]
 async fn measure_ipmi_cost_per_operation() {
-    const ROUNDS: u64 = 100;
+    const ROUNDS: u64 = 1000;
     let sim = sim().await;
     for suite in [CipherSuite::Suite3, CipherSuite::Suite17] {
         let mut cfg = sim_config(&sim, PASSWORD);
