@@ -744,6 +744,37 @@ mod tests {
     }
 
     #[test]
+    fn transport_flags() {
+        let conn = ["--address", "a", "--username", "u", "--password", "p"];
+        let BmcCommand::Power { via, conn: c, .. } = parse(
+            &[
+                &[
+                    "power",
+                    "status",
+                    "--transport",
+                    "ipmi",
+                    "--ipmi-port",
+                    "6230",
+                ][..],
+                &conn,
+            ]
+            .concat(),
+        ) else {
+            panic!("not power");
+        };
+        let mut cfg = c.to_config().unwrap();
+        via.apply(&mut cfg);
+        assert_eq!((cfg.transport, cfg.ipmi.port), (Transport::Ipmi, 6230));
+        let BmcCommand::Boot { via, .. } = parse(&[&["boot", "cd"][..], &conn].concat()) else {
+            panic!("not boot");
+        };
+        assert_eq!((via.transport, via.ipmi_port), (TransportArg::Auto, 623));
+        let mut bad = vec!["t", "power", "on", "--transport", "snmp"];
+        bad.extend(conn);
+        assert!(TestCli::try_parse_from(bad).is_err());
+    }
+
+    #[test]
     fn flags_validate() {
         // Password or password file is required; --ca and --insecure conflict.
         assert!(
