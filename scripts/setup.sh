@@ -14,9 +14,10 @@ set -euo pipefail
 #   ipmitool               Ironic 35.1 (the fidelity test peer) runs it against irmc-sim's IPMI; the
 #                          irmc-sim tests drive the simulator with it (-I lanplus, -C 3 and -C 17);
 #                          the irmc crate's IPMI client is also tested against pyghmi's BMC (PyPI)
+#   openipmi               ipmi_sim, a BMC simulator nobody here wrote: a peer of the irmc crate's IPMI client
 PKGS=(mtools dosfstools xorriso isolinux syslinux-common grub-efi-amd64-bin grub-common
       qemu-system-x86 ovmf busybox-static cpio samba smbclient postgresql python3-venv
-      ipmitool ca-certificates curl)
+      ipmitool openipmi ca-certificates curl)
 
 missing=()
 for p in "${PKGS[@]}"; do

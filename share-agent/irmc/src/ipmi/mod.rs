@@ -40,7 +40,9 @@ pub use wire::{BootDevice, BootFlags, ChassisControl, ChassisStatus, CipherSuite
 /// Which RMCP+ cipher suite to ask for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum CipherChoice {
-    /// Suite 17 first; suite 3 when the BMC refuses 17 (remembered per client).
+    /// Suite 17 first; suite 3 when the BMC refuses 17, answers with suite 3's
+    /// algorithms (pyghmi), or ignores the proposal (OpenIPMI's ipmi_sim: two sends).
+    /// The suite that worked is remembered per client.
     #[default]
     Auto,
     /// Only this suite.

@@ -214,10 +214,24 @@ impl IpmiClient {
         step: &str,
         sock: &UdpSocket,
         pkt: &[u8],
+        accept: impl FnMut(&[u8]) -> Option<Result<T, IrmcError>>,
+    ) -> Result<T, IrmcError> {
+        self.roundtrip_n(op, step, sock, pkt, self.inner.settings.attempts, accept)
+            .await
+    }
+
+    /// [`IpmiClient::roundtrip`] with its own number of sends.
+    async fn roundtrip_n<T>(
+        &self,
+        op: &'static str,
+        step: &str,
+        sock: &UdpSocket,
+        pkt: &[u8],
+        attempts: u32,
         mut accept: impl FnMut(&[u8]) -> Option<Result<T, IrmcError>>,
     ) -> Result<T, IrmcError> {
         let s = &self.inner.settings;
-        let attempts = s.attempts.max(1);
+        let attempts = attempts.max(1);
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut last_io = None;
         for attempt in 1..=attempts {
@@ -366,9 +380,23 @@ impl IpmiClient {
             let req = wire::open_session_request(tag, privilege::ADMINISTRATOR, console_sid, suite);
             let pkt = wire::v20_packet(payload::OPEN_SESSION_REQUEST, 0, 0, &req, None);
             let t = tag;
+            // Some BMCs (OpenIPMI's ipmi_sim) ignore a proposal they do not support
+            // instead of refusing it. The BMC did answer the capabilities request, so
+            // silence to a suite-17 proposal is taken as a refusal after two sends (the
+            // choice is then remembered): a few hundred milliseconds once per client.
+            let attempts = if last {
+                self.inner.settings.attempts
+            } else {
+                self.inner.settings.attempts.min(2)
+            };
             let resp = self
-                .roundtrip(op, "RMCP+ Open Session Request", &sock, &pkt, |b| {
-                    match wire::parse_packet(b, None) {
+                .roundtrip_n(
+                    op,
+                    "RMCP+ Open Session Request",
+                    &sock,
+                    &pkt,
+                    attempts,
+                    |b| match wire::parse_packet(b, None) {
                         Ok(Packet::V20 {
                             ptype, payload: p, ..
                         }) if ptype == payload::OPEN_SESSION_RESPONSE => {
@@ -379,9 +407,17 @@ impl IpmiClient {
                             }
                         }
                         _ => None,
-                    }
-                })
-                .await?;
+                    },
+                )
+                .await;
+            let resp = match resp {
+                Ok(r) => r,
+                Err(e) if !last && e.is_transient() => {
+                    refused.push(format!("{suite}: no answer"));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if resp.status != 0 {
                 if !last && SUITE_REFUSED.contains(&resp.status) {
                     refused.push(format!("{suite}: {}", wire::rmcp_status_text(resp.status)));

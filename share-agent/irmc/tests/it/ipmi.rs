@@ -1,6 +1,6 @@
 //! IPMI over LAN: golden bytes captured from ipmitool, the client against irmc-sim
-//! (cipher suites 3 and 17), against a BMC nobody here wrote (pyghmi's `Bmc`), and
-//! against bad peers (silent, garbage). Peers are started by the tests,
+//! (cipher suites 3 and 17), against BMCs nobody here wrote (pyghmi's `Bmc`, OpenIPMI's
+//! `ipmi_sim`), and against bad peers (silent, garbage). Peers are started by the tests,
 //! on loopback. With `CI` set a missing peer is a failure; otherwise the test is skipped
 //! with a loud reason.
 
@@ -760,4 +760,79 @@ async fn sim_faults_apply_to_ipmi() {
     assert!(!c.power_on().await.unwrap());
     assert!(sim.node(0).state().counters.delay_ms >= 7 * 5);
     sim.shutdown().await;
+}
+
+/// OpenIPMI's `ipmi_sim` (Debian `openipmi`), configured from tests/peers/ipmi_sim/.
+#[tokio::test]
+async fn client_against_openipmi_ipmi_sim() {
+    let have = std::process::Command::new("ipmi_sim")
+        .arg("--help")
+        .output()
+        .is_ok();
+    if !have {
+        return skip_or_fail("ipmi_sim is not installed (apt-get install openipmi)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_udp_port();
+    let src = peers_dir().join("ipmi_sim");
+    let conf = std::fs::read_to_string(src.join("lan.conf.in"))
+        .unwrap()
+        .replace("@PORT@", &port.to_string())
+        .replace("@DIR@", &d.display().to_string())
+        .replace("@PASSWORD@", PASSWORD);
+    std::fs::write(d.join("lan.conf"), conf).unwrap();
+    std::fs::copy(src.join("peer.emu"), d.join("peer.emu")).unwrap();
+    std::fs::copy(src.join("chassis.sh"), d.join("chassis.sh")).unwrap();
+    std::fs::create_dir(d.join("state")).unwrap();
+    let mut child = tokio::process::Command::new("ipmi_sim")
+        .arg("-c")
+        .arg(d.join("lan.conf"))
+        .arg("-f")
+        .arg(d.join("peer.emu"))
+        .arg("-s")
+        .arg(d.join("state"))
+        .arg("-n")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    let mut cfg = ipmi_config(SocketAddr::from(([127, 0, 0, 1], port)), PASSWORD);
+    cfg.ipmi.reply_timeout = Duration::from_millis(200);
+    cfg.ipmi.attempts = 25; // ipmi_sim needs a moment to bind
+    let c = IpmiClient::new(&cfg);
+    assert!(!c.power_on().await.unwrap());
+    let log = || std::fs::read_to_string(d.join("log")).unwrap_or_default();
+    c.chassis_control(ChassisControl::PowerUp).await.unwrap();
+    assert!(log().contains("set power 1"), "{}", log());
+    assert!(c.power_on().await.unwrap());
+    let cd = BootFlags {
+        valid: true,
+        persistent: false,
+        efi: false,
+        device: BootDevice::Cdrom,
+    };
+    c.set_boot_flags(cd).await.unwrap();
+    assert!(log().ends_with("set boot cdrom\n"), "{}", log());
+    assert_eq!(c.boot_flags().await.unwrap().device, BootDevice::Cdrom);
+    // ipmi_sim has no remote CD/DVD (0x20): a clear error naming the step.
+    let err = c
+        .set_boot_flags(BootFlags {
+            device: BootDevice::RemoteCdrom,
+            ..cd
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Set System Boot Options (boot flags): completion code 0xff"),
+        "{err}"
+    );
+    c.chassis_control(ChassisControl::PowerDown).await.unwrap();
+    assert!(!c.power_on().await.unwrap());
+    let suite = c.session("probe", async |s| Ok(s.suite())).await.unwrap();
+    assert_eq!(suite, CipherSuite::Suite3, "ipmi_sim negotiates suite 3");
+    let _ = child.kill().await;
 }
