@@ -172,6 +172,8 @@ enum Stage {
         k1: Vec<u8>,
         aes: [u8; 16],
         out_seq: u32,
+        /// Highest inbound session sequence number accepted.
+        in_seq: u32,
         /// Recent (inbound sequence, reply) pairs, for retransmissions.
         replies: VecDeque<(u32, Vec<u8>)>,
     },
@@ -491,6 +493,7 @@ impl Bmc {
             k1,
             aes,
             out_seq: 0,
+            in_seq: 0,
             replies: VecDeque::new(),
         };
         s.privilege = 2.min(s.max_privilege).max(role & 0x0f);
@@ -514,7 +517,11 @@ impl Bmc {
         };
         let suite = s.suite;
         let Stage::Active {
-            k1, aes, replies, ..
+            k1,
+            aes,
+            replies,
+            in_seq,
+            ..
         } = &mut s.stage
         else {
             return self.dropped("session not active");
@@ -537,6 +544,12 @@ impl Bmc {
             self.count("retransmission");
             return Some(r);
         }
+        // The spec's sliding window: sequence 0 is never valid in a session, and a number
+        // more than 16 below the highest one seen is a replay.
+        if seq == 0 || seq.saturating_add(16) < *in_seq {
+            return self.dropped("session sequence number outside the window");
+        }
+        *in_seq = (*in_seq).max(seq);
         let Some(msg) = decrypt(aes, &d[16..16 + len]) else {
             return self.dropped("cannot decrypt");
         };
@@ -557,6 +570,7 @@ impl Bmc {
             aes,
             out_seq,
             replies,
+            ..
         } = &mut s.stage
         else {
             return None;

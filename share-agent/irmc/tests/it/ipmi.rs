@@ -836,3 +836,12 @@ async fn client_against_openipmi_ipmi_sim() {
     assert_eq!(suite, CipherSuite::Suite3, "ipmi_sim negotiates suite 3");
     let _ = child.kill().await;
 }
+
+#[tokio::test]
+async fn asf_ping_against_sim() {
+    let sim = sim().await;
+    let c = IpmiClient::new(&sim_config(&sim, PASSWORD));
+    assert!(c.ping().await.unwrap(), "the pong says IPMI is supported");
+    assert_eq!(sim.node(0).state().counters.ipmi.get("asf_ping"), Some(&1));
+    sim.shutdown().await;
+}
