@@ -189,13 +189,16 @@ async fn run(args: Args) -> Result<()> {
     };
     // Per node: the HTTPS and/or HTTP listener, the IPMI socket, and connections.
     let nofile = raise_nofile(args.count as u64 * 4 + 4096);
-    let sockets_per_node =
-        u64::from(!args.no_https) + u64::from(args.http_port.is_some()) + u64::from(!args.no_ipmi);
-    if nofile > 0 && nofile < args.count as u64 * sockets_per_node + 1024 {
-        anyhow::bail!(
-            "{} nodes need {} sockets each but the open-file limit is {nofile}: raise it (ulimit -n) or drop a listener (--no-ipmi, --no-https)",
+    let http_sockets = u64::from(!args.no_https) + u64::from(args.http_port.is_some());
+    let fits = |per_node: u64| nofile == 0 || nofile >= args.count as u64 * per_node + 1024;
+    // IPMI is one more socket per address. When the open-file limit cannot hold it, run
+    // without IPMI and say so, rather than refusing a fleet size that worked before.
+    let ipmi = !args.no_ipmi && fits(http_sockets + 1);
+    if !args.no_ipmi && !ipmi {
+        eprintln!(
+            "irmc-sim: WARNING: {} nodes with IPMI need {} sockets each but the open-file limit is {nofile}: serving WITHOUT IPMI over LAN (raise ulimit -n, or pass --no-ipmi to silence this)",
             args.count,
-            sockets_per_node
+            http_sockets + 1
         );
     }
     let mut b = SimBuilder::new()
@@ -203,7 +206,7 @@ async fn run(args: Args) -> Result<()> {
         .base_address(args.base_address)
         .https_port((!args.no_https).then_some(args.https_port))
         .http_port(args.http_port)
-        .ipmi_port((!args.no_ipmi).then_some(args.ipmi_port))
+        .ipmi_port(ipmi.then_some(args.ipmi_port))
         .credentials(args.username.clone(), password)
         .auth(args.auth)
         .model(args.model)
