@@ -11,12 +11,15 @@ set -euo pipefail
 #   samba smbclient        the real-share fidelity test
 #   postgresql             the PostgreSQL store backend tests
 #   python3-venv           compatibility tests with python-scciclient and grpcio
-#   ipmitool               Ironic 35.1 (the fidelity test peer) refuses to load its irmc driver without it
+#   ipmitool               Ironic 35.1 (the fidelity test peer) runs it against irmc-sim's IPMI; the
+#                          irmc-sim tests drive the simulator with it (-I lanplus, -C 3 and -C 17);
+#                          the irmc crate's IPMI client is also tested against pyghmi's BMC (PyPI)
+#   openipmi               ipmi_sim, a BMC simulator nobody here wrote: a peer of the irmc crate's IPMI client
 #   prometheus             its promtool lints the services' /metrics expositions (`promtool check metrics`)
 #   chromium chromium-driver  the dashboard's browser test (headless Chromium driven over WebDriver)
 PKGS=(mtools dosfstools xorriso isolinux syslinux-common grub-efi-amd64-bin grub-common
       qemu-system-x86 ovmf busybox-static cpio samba smbclient postgresql python3-venv
-      ipmitool prometheus ca-certificates curl chromium chromium-driver)
+      ipmitool openipmi prometheus ca-certificates curl chromium chromium-driver)
 
 missing=()
 for p in "${PKGS[@]}"; do

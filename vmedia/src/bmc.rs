@@ -1,9 +1,10 @@
 //! `vmedia bmc`: talk to one iRMC directly (SCCI + Redfish), no coordinator.
 //!
 //! - `info`: model, firmware, virtual floppy support, power state.
-//! - `power on|off|reset|cycle|soft-off|soft-reboot|nmi|status`.
+//! - `power on|off|reset|cycle|soft-off|soft-reboot|nmi|status [--transport ...]`.
 //! - `media attach-cd|detach-cd|attach-fd|detach-fd|attach-hd|detach-hd`.
-//! - `boot cd|hdd|pxe [--persistent] [--uefi|--legacy]` (Redfish override).
+//! - `boot cd|hdd|pxe [--persistent] [--uefi|--legacy] [--transport ...]` (Redfish
+//!   override, or IPMI boot flags with the iRMC's remote CD/DVD).
 //!
 //! Every subcommand takes the same connection flags ([`BmcConnArgs`]).
 //! Passwords can come from a file (`--password-file`, `--share-password-file`)
@@ -14,9 +15,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use irmc::ipmi::ChassisControl;
 use irmc::{
     AuthMethod, BmcConfig, BootMode, BootPersistence, BootTarget, IrmcClient, MediaKind,
-    MediaLocation, PowerAction, Scheme, Secret, ShareType, TlsVerify,
+    MediaLocation, PowerAction, Scheme, Secret, ShareType, TlsVerify, Transport,
 };
 
 /// `vmedia bmc ...`
@@ -30,18 +32,22 @@ pub enum BmcCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Power actions (SCCI) and power status (Redfish)
+    /// Power actions (SCCI, or IPMI Chassis Control with --transport ipmi) and power
+    /// status (Redfish or IPMI Get Chassis Status, per --transport)
     Power {
         /// What to do
         #[arg(value_enum)]
         action: PowerArg,
+        #[command(flatten)]
+        via: TransportArgs,
         #[command(flatten)]
         conn: BmcConnArgs,
     },
     /// Attach or detach virtual media (the iRMC reads it from an NFS/CIFS share)
     #[command(subcommand)]
     Media(MediaCommand),
-    /// Set the boot source override (Redfish)
+    /// Set the boot device for the next (or every) boot: a Redfish boot override, or
+    /// IPMI Set System Boot Options (cd = the iRMC's remote CD/DVD, 0x20)
     Boot {
         /// Boot target
         #[arg(value_enum)]
@@ -56,8 +62,47 @@ pub enum BmcCommand {
         #[arg(long)]
         legacy: bool,
         #[command(flatten)]
+        via: TransportArgs,
+        #[command(flatten)]
         conn: BmcConnArgs,
     },
+}
+
+/// `--transport` and `--ipmi-port` of `vmedia bmc power` and `vmedia bmc boot`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct TransportArgs {
+    /// How power state and the boot device are done (irmc_transport): redfish (HTTPS,
+    /// one request each), ipmi (IPMI over LAN, UDP: one RMCP+ session of 7 exchanges
+    /// each), or auto (Redfish when the iRMC has it, else IPMI). Power actions use SCCI
+    /// except with ipmi: an SCCI power command is one HTTPS POST, and its soft variants
+    /// go through the ServerView agent in the OS, which IPMI's ACPI soft-off does not.
+    #[arg(long, value_enum, default_value_t = TransportArg::Auto)]
+    pub transport: TransportArg,
+    /// IPMI-over-LAN UDP port (623 on a real iRMC)
+    #[arg(long, default_value_t = 623)]
+    pub ipmi_port: u16,
+}
+
+/// `--transport`
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportArg {
+    /// Redfish over HTTPS
+    Redfish,
+    /// IPMI 2.0 over LAN (RMCP+)
+    Ipmi,
+    /// Redfish when available, else IPMI
+    Auto,
+}
+
+impl TransportArgs {
+    fn apply(&self, cfg: &mut BmcConfig) {
+        cfg.transport = match self.transport {
+            TransportArg::Redfish => Transport::Redfish,
+            TransportArg::Ipmi => Transport::Ipmi,
+            TransportArg::Auto => Transport::Auto,
+        };
+        cfg.ipmi.port = self.ipmi_port;
+    }
 }
 
 /// `vmedia bmc power <action>`
@@ -246,6 +291,12 @@ impl BmcConnArgs {
     fn client(&self) -> anyhow::Result<IrmcClient> {
         Ok(IrmcClient::new(self.to_config()?)?)
     }
+
+    fn client_with(&self, t: &TransportArgs) -> anyhow::Result<IrmcClient> {
+        let mut cfg = self.to_config()?;
+        t.apply(&mut cfg);
+        Ok(IrmcClient::new(cfg)?)
+    }
 }
 
 impl AttachArgs {
@@ -325,8 +376,24 @@ async fn run_to(
                 writeln!(out, "power state:     {power}")?;
             }
         }
-        BmcCommand::Power { action, conn } => {
-            let client = conn.client()?;
+        BmcCommand::Power { action, via, conn } => {
+            let client = conn.client_with(&via)?;
+            if via.transport == TransportArg::Ipmi && action != PowerArg::Status {
+                let control = match action {
+                    PowerArg::On => ChassisControl::PowerUp,
+                    PowerArg::Off => ChassisControl::PowerDown,
+                    PowerArg::Reset => ChassisControl::HardReset,
+                    PowerArg::Cycle => ChassisControl::PowerCycle,
+                    PowerArg::SoftOff => ChassisControl::SoftOff,
+                    PowerArg::Nmi => ChassisControl::PulseDiagnostic,
+                    PowerArg::SoftReboot | PowerArg::Status => anyhow::bail!(
+                        "IPMI has no graceful reboot: use --transport redfish or auto (SCCI, through the ServerView agent)"
+                    ),
+                };
+                client.ipmi().chassis_control(control).await?;
+                writeln!(out, "power {control:?} (IPMI): done")?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let action = match action {
                 PowerArg::Status => {
                     writeln!(out, "{}", client.power_state().await?)?;
@@ -369,9 +436,10 @@ async fn run_to(
             persistent,
             uefi: _,
             legacy,
+            via,
             conn,
         } => {
-            let client = conn.client()?;
+            let client = conn.client_with(&via)?;
             let target = match target {
                 BootArg::Cd => BootTarget::Cd,
                 BootArg::Hdd => BootTarget::Hdd,
@@ -673,6 +741,37 @@ mod tests {
         assert!(seen[7].starts_with("PATCH /redfish/v1/Systems/0"), "{all}");
         assert!(seen[7].contains(r#""BootSourceOverrideEnabled":"Continuous","BootSourceOverrideMode":"Legacy","BootSourceOverrideTarget":"Cd""#), "{all}");
         assert_eq!(seen.len(), 8, "{all}");
+    }
+
+    #[test]
+    fn transport_flags() {
+        let conn = ["--address", "a", "--username", "u", "--password", "p"];
+        let BmcCommand::Power { via, conn: c, .. } = parse(
+            &[
+                &[
+                    "power",
+                    "status",
+                    "--transport",
+                    "ipmi",
+                    "--ipmi-port",
+                    "6230",
+                ][..],
+                &conn,
+            ]
+            .concat(),
+        ) else {
+            panic!("not power");
+        };
+        let mut cfg = c.to_config().unwrap();
+        via.apply(&mut cfg);
+        assert_eq!((cfg.transport, cfg.ipmi.port), (Transport::Ipmi, 6230));
+        let BmcCommand::Boot { via, .. } = parse(&[&["boot", "cd"][..], &conn].concat()) else {
+            panic!("not boot");
+        };
+        assert_eq!((via.transport, via.ipmi_port), (TransportArg::Auto, 623));
+        let mut bad = vec!["t", "power", "on", "--transport", "snmp"];
+        bad.extend(conn);
+        assert!(TestCli::try_parse_from(bad).is_err());
     }
 
     #[test]

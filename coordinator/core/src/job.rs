@@ -47,6 +47,45 @@ impl FromStr for AuthMethod {
     }
 }
 
+/// How power state and the boot device are done (`irmc_transport`): Redfish, IPMI over
+/// LAN, or `auto` (the agent probes once per BMC and keeps what answered).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum BmcTransport {
+    Redfish,
+    Ipmi,
+    #[default]
+    Auto,
+}
+
+impl BmcTransport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Redfish => "redfish",
+            Self::Ipmi => "ipmi",
+            Self::Auto => "auto",
+        }
+    }
+}
+
+impl fmt::Display for BmcTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BmcTransport {
+    type Err = ();
+    /// Exactly `redfish`, `ipmi` or `auto`, as validation accepts them.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "redfish" => Ok(Self::Redfish),
+            "ipmi" => Ok(Self::Ipmi),
+            "auto" => Ok(Self::Auto),
+            _ => Err(()),
+        }
+    }
+}
+
 /// How the agent verifies the BMC's TLS certificate (`irmc_verify_ca`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub enum TlsVerify {
@@ -140,6 +179,7 @@ pub struct BmcTarget {
     pub auth_method: AuthMethod,
     pub client_timeout_s: u32,
     pub verify_ca: TlsVerify,
+    pub transport: BmcTransport,
 }
 
 /// The work a job does. Mirrors the proto `Job.kind` oneof; the server converts.
@@ -248,6 +288,15 @@ pub fn bmc_target(spec: &NodeSpec) -> Result<BmcTarget, CoreError> {
         },
         client_timeout_s,
         verify_ca,
+        transport: match di.get("irmc_transport") {
+            None => BmcTransport::Auto,
+            Some(t) => t.parse().map_err(|()| {
+                CoreError::invalid(
+                    "driver_info.irmc_transport",
+                    format!("must be redfish, ipmi or auto, got {t:?}"),
+                )
+            })?,
+        },
     })
 }
 

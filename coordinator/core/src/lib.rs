@@ -52,7 +52,8 @@ pub use admission::{AdmissionInput, AdmissionStep, AgentSlots, QueuedNode, admit
 pub use agent::AgentId;
 pub use error::{CoreError, StepError, ValidationError};
 pub use job::{
-    AuthMethod, BmcTarget, JobOutputs, JobResult, JobSpec, PowerAction, TlsVerify, bmc_target,
+    AuthMethod, BmcTarget, BmcTransport, JobOutputs, JobResult, JobSpec, PowerAction, TlsVerify,
+    bmc_target,
 };
 pub use machine::{Action, Event, MachineConfig, Transition, resume_job, step};
 pub use node::{DeployStep, JobIntent, JobKind, Node, NodeId, NodeSpec, NodeStatus};

@@ -384,6 +384,7 @@ pub fn job_to_proto(
             auth_method: b.auth_method.as_str().to_owned(),
             client_timeout_s: b.client_timeout_s,
             verify_ca: verify_ca_to_proto(b.verify_ca),
+            transport: b.transport.as_str().to_string(),
         }),
         kind: Some(kind),
     }

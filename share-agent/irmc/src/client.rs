@@ -13,9 +13,10 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, LOCATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method};
 
-use crate::config::{AuthMethod, BmcConfig, TlsVerify};
+use crate::config::{AuthMethod, BmcConfig, TlsVerify, Transport};
 use crate::digest::{self, Challenge};
 use crate::error::{Ctx, IrmcError};
+use crate::ipmi::{BootDevice, BootFlags, IpmiClient};
 use crate::wire::{
     self, BootMode, BootPersistence, BootTarget, MediaKind, MediaLocation, PowerAction, PowerState,
     Report, ResetType, ScciCommand, Settings, SystemInfo, WireError,
@@ -53,6 +54,10 @@ struct Inner {
     /// Last Digest challenge and the nonce count used with it.
     digest: Mutex<Option<DigestState>>,
     sent: AtomicU64,
+    /// The IPMI-over-LAN side of the same BMC.
+    ipmi: IpmiClient,
+    /// `Redfish` or `Ipmi` once `cfg.transport` is resolved (auto: by the first call).
+    transport: tokio::sync::OnceCell<Transport>,
 }
 
 struct DigestState {
@@ -111,6 +116,11 @@ impl IrmcClient {
     /// still applied per request.
     pub fn with_http(cfg: BmcConfig, http: reqwest::Client) -> Self {
         let base = cfg.base_url();
+        let ipmi = IpmiClient::new(&cfg);
+        let transport = match cfg.transport {
+            Transport::Auto => tokio::sync::OnceCell::new(),
+            fixed => tokio::sync::OnceCell::new_with(Some(fixed)),
+        };
         Self {
             inner: Arc::new(Inner {
                 cfg,
@@ -118,6 +128,8 @@ impl IrmcClient {
                 http,
                 digest: Mutex::new(None),
                 sent: AtomicU64::new(0),
+                ipmi,
+                transport,
             }),
         }
     }
@@ -172,10 +184,11 @@ impl IrmcClient {
         &self.inner.cfg
     }
 
-    /// HTTP requests this client (and its clones) sent, counting retries and
-    /// Digest 401 round trips.
+    /// Requests this client (and its clones) sent: HTTP requests, counting retries and
+    /// Digest 401 round trips, plus IPMI datagrams (retransmissions included).
     pub fn requests_sent(&self) -> u64 {
         self.inner.sent.load(Ordering::Relaxed)
+            + self.inner.ipmi.stats().sent.load(Ordering::Relaxed)
     }
 
     fn ctx(&self, operation: &'static str) -> Ctx {
@@ -332,15 +345,126 @@ impl IrmcClient {
         Ok((info, reply.headers.get(ETAG).cloned()))
     }
 
-    /// The Redfish power state.
-    pub async fn power_state(&self) -> Result<PowerState, IrmcError> {
-        Ok(self.system_info().await?.power_state)
+    /// The IPMI-over-LAN client of this BMC (same address, user and password).
+    pub fn ipmi(&self) -> &IpmiClient {
+        &self.inner.ipmi
     }
 
-    /// Sets the boot source override with a Redfish PATCH (`set_boot_device`).
-    /// One request; when the BMC answers 412/428 (it wants `If-Match`), the
-    /// ETag is fetched and the PATCH repeated once.
+    /// The transport power state and boot device use: `cfg.transport`, or for `auto`
+    /// what the first such call found (a Redfish read of the system resource here, when
+    /// nothing was called yet). A failed probe is not cached.
+    pub async fn transport(&self) -> Result<Transport, IrmcError> {
+        if let Some(t) = self.inner.transport.get() {
+            return Ok(*t);
+        }
+        self.with_transport(
+            "get_power_state",
+            async || self.system_info_for("get_power_state").await.map(|_| ()),
+            async || Ok(()),
+        )
+        .await?;
+        Ok(self
+            .inner
+            .transport
+            .get()
+            .copied()
+            .unwrap_or(Transport::Redfish))
+    }
+
+    /// Runs `redfish` or `ipmi` per the transport in effect. Resolving `auto` costs no
+    /// extra request: the Redfish call is tried; when the BMC has no Redfish service
+    /// (HTTP 404/405/501, or a reply that is not the resource) Get Channel
+    /// Authentication Capabilities over IPMI decides, and the answer is kept for the
+    /// life of this client (the share agent keeps one client per BMC).
+    async fn with_transport<T>(
+        &self,
+        op: &'static str,
+        redfish: impl AsyncFnOnce() -> Result<T, IrmcError>,
+        ipmi: impl AsyncFnOnce() -> Result<T, IrmcError>,
+    ) -> Result<T, IrmcError> {
+        match self.inner.transport.get() {
+            Some(Transport::Ipmi) => return ipmi().await,
+            Some(_) => return redfish().await,
+            None => {}
+        }
+        let set = |t: Transport| {
+            let _ = self.inner.transport.set(t);
+            tracing::debug!(bmc = %self.inner.cfg.address, operation = op, transport = %t, "irmc_transport auto resolved");
+        };
+        match redfish().await {
+            Ok(v) => {
+                set(Transport::Redfish);
+                Ok(v)
+            }
+            Err(
+                e @ (IrmcError::Http {
+                    status: 404 | 405 | 501,
+                    ..
+                }
+                | IrmcError::Malformed { .. }),
+            ) => match self.inner.ipmi.probe().await {
+                Ok(_) => {
+                    set(Transport::Ipmi);
+                    ipmi().await
+                }
+                Err(probe) => {
+                    tracing::debug!(bmc = %self.inner.cfg.address, error = %probe, "no Redfish, and the IPMI probe failed");
+                    Err(e)
+                }
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The power state, over the transport in effect (`get_power_state`). IPMI knows
+    /// only on and off.
+    pub async fn power_state(&self) -> Result<PowerState, IrmcError> {
+        self.power_state_for("get_power_state").await
+    }
+
+    async fn power_state_for(&self, op: &'static str) -> Result<PowerState, IrmcError> {
+        self.with_transport(
+            op,
+            async || Ok(self.system_info_for(op).await?.0.power_state),
+            async || {
+                Ok(if self.inner.ipmi.power_on().await? {
+                    PowerState::On
+                } else {
+                    PowerState::Off
+                })
+            },
+        )
+        .await
+    }
+
+    /// Sets the boot device over the transport in effect (`set_boot_device`).
+    ///
+    /// Redfish: a PATCH of the boot source override; one request, and when the BMC
+    /// answers 412/428 (it wants `If-Match`) the ETag is fetched and the PATCH repeated
+    /// once. IPMI: Set System Boot Options, boot flags; `Cd` is the iRMC's remotely
+    /// connected CD/DVD (selector 1000b, data 2 = 0x20), which is its virtual CD, as in
+    /// Ironic's iRMC driver; `None` clears the valid bit.
     pub async fn set_boot_override(
+        &self,
+        target: BootTarget,
+        persistence: BootPersistence,
+        mode: BootMode,
+    ) -> Result<(), IrmcError> {
+        const OP: &str = "set_boot_device";
+        self.with_transport(
+            OP,
+            async || self.redfish_boot_override(target, persistence, mode).await,
+            async || {
+                self.inner
+                    .ipmi
+                    .set_boot_flags(ipmi_boot_flags(target, persistence, mode))
+                    .await
+            },
+        )
+        .await
+    }
+
+    async fn redfish_boot_override(
         &self,
         target: BootTarget,
         persistence: BootPersistence,
@@ -396,9 +520,9 @@ impl IrmcClient {
         let poll = self.inner.cfg.poll;
         let mut interval = poll.interval.max(Duration::from_millis(1));
         loop {
-            let last = match self.system_info_for(OP).await {
-                Ok((info, _)) if info.power_state == want => return Ok(()),
-                Ok((info, _)) => info.power_state.to_string(),
+            let last = match self.power_state_for(OP).await {
+                Ok(state) if state == want => return Ok(()),
+                Ok(state) => state.to_string(),
                 Err(e) if e.is_transient() => format!("unknown ({e})"),
                 Err(e) => return Err(e),
             };
@@ -648,6 +772,26 @@ impl IrmcClient {
                 reason,
             }
         }
+    }
+}
+
+/// Boot flags for a Redfish-style override.
+pub fn ipmi_boot_flags(
+    target: BootTarget,
+    persistence: BootPersistence,
+    mode: BootMode,
+) -> BootFlags {
+    let device = match target {
+        BootTarget::Cd => BootDevice::RemoteCdrom,
+        BootTarget::Hdd => BootDevice::Disk,
+        BootTarget::Pxe => BootDevice::Pxe,
+        BootTarget::None => BootDevice::NoOverride,
+    };
+    BootFlags {
+        valid: target != BootTarget::None,
+        persistent: persistence == BootPersistence::Continuous,
+        efi: mode == BootMode::Uefi,
+        device,
     }
 }
 

@@ -8,6 +8,48 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::error::IrmcError;
+use crate::ipmi::IpmiSettings;
+
+/// How power state and the boot device are read and set (`irmc_transport`).
+///
+/// Power actions stay on SCCI whatever this says: on an iRMC they are one HTTPS POST
+/// each, and SCCI's graceful variants go through the ServerView agent in the OS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// Redfish (`/redfish/v1/Systems/0`): one HTTPS request per read or change.
+    Redfish,
+    /// IPMI over LAN (RMCP+, UDP 623): Get Chassis Status and Set System Boot Options
+    /// with the iRMC's remote CD/DVD device (0x20), as Ironic's iRMC driver did.
+    Ipmi,
+    /// Redfish when the BMC has it, else IPMI: decided once per BMC (per client) by the
+    /// first power-state or boot-device call, which tries Redfish; only when that finds
+    /// no Redfish service (404/405/501) is IPMI probed. No extra request on a BMC with
+    /// Redfish.
+    #[default]
+    Auto,
+}
+
+impl FromStr for Transport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "redfish" => Ok(Self::Redfish),
+            "ipmi" => Ok(Self::Ipmi),
+            "auto" => Ok(Self::Auto),
+            other => Err(format!("must be redfish, ipmi or auto, got {other:?}")),
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Redfish => "redfish",
+            Self::Ipmi => "ipmi",
+            Self::Auto => "auto",
+        })
+    }
+}
 
 /// BMC and share passwords: the product-wide secret type (`Debug`/`Display` print
 /// `******`; the clear text only through `expose`).
@@ -188,6 +230,10 @@ pub struct BmcConfig {
     pub retry: RetryPolicy,
     /// Polling cadence for [`crate::IrmcClient::wait_power_state`].
     pub poll: PollPolicy,
+    /// `irmc_transport`: how power state and the boot device are done.
+    pub transport: Transport,
+    /// IPMI-over-LAN port, cipher suite and retransmission.
+    pub ipmi: IpmiSettings,
 }
 
 /// Default `irmc_client_timeout`.
@@ -209,6 +255,8 @@ impl BmcConfig {
             node: None,
             retry: RetryPolicy::default(),
             poll: PollPolicy::default(),
+            transport: Transport::Auto,
+            ipmi: IpmiSettings::default(),
         }
     }
 
@@ -216,7 +264,8 @@ impl BmcConfig {
     /// `irmc_address`, `irmc_username`, `irmc_password` (required),
     /// `irmc_port` (443|80, default 443), `irmc_auth_method` (basic|digest),
     /// `irmc_client_timeout` (seconds, > 0, default 60), `irmc_verify_ca`
-    /// (true|false|path to a CA bundle, default true). Errors name the field
+    /// (true|false|path to a CA bundle, default true), `irmc_transport`
+    /// (redfish|ipmi|auto, default auto). Errors name the field
     /// and never contain the password.
     pub fn from_driver_info(map: &BTreeMap<String, String>) -> Result<Self, IrmcError> {
         let required = |field: &'static str| -> Result<String, IrmcError> {
@@ -286,6 +335,12 @@ impl BmcConfig {
                 }
                 _ => TlsVerify::CaFile(PathBuf::from(v)),
             };
+        }
+        if let Some(t) = map.get("irmc_transport") {
+            cfg.transport = t.parse().map_err(|reason| IrmcError::InvalidConfig {
+                field: "irmc_transport",
+                reason,
+            })?;
         }
         Ok(cfg)
     }

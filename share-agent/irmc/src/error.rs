@@ -137,6 +137,33 @@ pub enum IrmcError {
         /// Context.
         ctx: Ctx,
     },
+    /// An IPMI-over-LAN exchange failed: no reply after the retries, a completion code,
+    /// an RMCP+ status or an undecodable reply. `transient` for missing replies.
+    #[error("iRMC {ctx}. Reason: IPMI (UDP port {port}): {reason}")]
+    Ipmi {
+        /// Context.
+        ctx: Ctx,
+        /// The BMC's IPMI port.
+        port: u16,
+        /// What went wrong, and at which step.
+        reason: String,
+        /// Worth retrying later (nothing answered).
+        transient: bool,
+    },
+    /// The IPMI session could not be authenticated (unknown user or wrong password).
+    #[error(
+        "iRMC {ctx}. Reason: IPMI (UDP port {port}): authentication failed for user {user}: {detail}"
+    )]
+    IpmiAuth {
+        /// Context.
+        ctx: Ctx,
+        /// The BMC's IPMI port.
+        port: u16,
+        /// The user name that was rejected.
+        user: String,
+        /// Which step refused it.
+        detail: String,
+    },
     /// The BMC did not reach the wanted state within the limit.
     #[error("iRMC {ctx}. Reason: power state still {last} after {}s (wanted {want})", limit.as_secs_f64())]
     PollTimeout {
@@ -158,6 +185,7 @@ impl IrmcError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Connect { .. } | Self::Timeout { .. } | Self::Transport { .. } => true,
+            Self::Ipmi { transient, .. } => *transient,
             Self::Http { status, .. } => (500..600).contains(status),
             _ => false,
         }
@@ -177,6 +205,8 @@ impl IrmcError {
             | Self::Scci { ctx, .. }
             | Self::Malformed { ctx, .. }
             | Self::NoManagementController { ctx }
+            | Self::Ipmi { ctx, .. }
+            | Self::IpmiAuth { ctx, .. }
             | Self::PollTimeout { ctx, .. } => Some(ctx),
         }
     }

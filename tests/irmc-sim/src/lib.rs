@@ -6,7 +6,7 @@
 //! host parts `.0` and `.255` are skipped), on HTTPS and/or HTTP:
 //! SCCI (`POST /config`), `GET /report.xml`, `GET /iRMC_Settings.pre`, the Redfish subset
 //! a real iRMC offers for power state and boot override (`/redfish/v1/Systems/0`), and
-//! the eLCM status call Ironic makes. Power and virtual media state is kept per node and
+//! the eLCM status call Ironic makes, and IPMI over LAN (RMCP+, [`ipmi`]) on UDP. Power and virtual media state is kept per node and
 //! behaves like hardware (see [`scci`] for the rules). Requests are counted per node and
 //! kind, faults can be injected per node or fleet-wide ([`fault`]), and a JSON control API
 //! ([`control`]) exposes it all to other processes.
@@ -48,6 +48,7 @@ mod auth;
 pub mod boot;
 pub mod control;
 pub mod fault;
+pub mod ipmi;
 pub mod node;
 pub mod ramdisk;
 pub mod report;
@@ -275,6 +276,7 @@ pub struct SimBuilder {
     pub(crate) base: Ipv4Addr,
     pub(crate) https_port: Option<u16>,
     pub(crate) http_port: Option<u16>,
+    pub(crate) ipmi_port: Option<u16>,
     pub(crate) username: String,
     pub(crate) password: Secret,
     pub(crate) auth: Auth,
@@ -296,6 +298,7 @@ impl Default for SimBuilder {
             base: Ipv4Addr::new(127, 1, 0, 1),
             https_port: Some(0),
             http_port: None,
+            ipmi_port: Some(0),
             username: "admin".into(),
             password: Secret::new("admin"),
             auth: Auth::Basic,
@@ -319,6 +322,7 @@ impl std::fmt::Debug for SimBuilder {
             .field("base", &self.base)
             .field("https_port", &self.https_port)
             .field("http_port", &self.http_port)
+            .field("ipmi_port", &self.ipmi_port)
             .field("username", &self.username)
             .field("password", &self.password)
             .field("auth", &self.auth)
@@ -333,7 +337,7 @@ impl std::fmt::Debug for SimBuilder {
 }
 
 impl SimBuilder {
-    /// Defaults: 1 node at 127.1.0.1, HTTPS on an ephemeral port, no HTTP, admin/admin,
+    /// Defaults: 1 node at 127.1.0.1, HTTPS and IPMI on ephemeral ports, no HTTP, admin/admin,
     /// Basic auth, iRMC S4 7.65F, no faults, seed 0, no share map, no boot simulation.
     pub fn new() -> Self {
         Self::default()
@@ -356,6 +360,12 @@ impl SimBuilder {
     /// HTTP port (`Some(0)` = ephemeral per address, `None` = no HTTP).
     pub fn http_port(mut self, port: Option<u16>) -> Self {
         self.http_port = port;
+        self
+    }
+    /// IPMI-over-LAN UDP port (`Some(0)` = ephemeral per address, the default;
+    /// `None` = no IPMI). The binary uses 623.
+    pub fn ipmi_port(mut self, port: Option<u16>) -> Self {
+        self.ipmi_port = port;
         self
     }
     /// BMC credentials.

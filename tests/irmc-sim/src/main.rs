@@ -1,6 +1,6 @@
 //! `irmc-sim`: run N simulated iRMCs until SIGINT/SIGTERM.
 //!
-//! Start-up prints one line per node (`node I IP https=URL http=URL`) and a final
+//! Start-up prints one line per node (`node I IP https=URL http=URL ipmi=IP:PORT`) and a final
 //! `ready ...` line, or with `--json` a single JSON object, so a parent process can parse
 //! the addresses. Logs go to stderr (`RUST_LOG` filters, default `info`).
 
@@ -24,7 +24,7 @@ use irmc_sim::{Auth, Model, ShareMapEntry, Sim, SimBuilder};
 #[command(
     name = "irmc-sim",
     version,
-    about = "Simulated FUJITSU iRMC BMCs (SCCI, report.xml, Redfish subset) on loopback addresses"
+    about = "Simulated FUJITSU iRMC BMCs (SCCI, report.xml, Redfish subset, IPMI over LAN) on loopback addresses"
 )]
 struct Args {
     /// Number of simulated iRMCs.
@@ -42,6 +42,13 @@ struct Args {
     /// HTTP port on every address (0 = ephemeral); none by default.
     #[arg(long)]
     http_port: Option<u16>,
+    /// IPMI-over-LAN (RMCP+) UDP port on every address (0 = ephemeral); same user and
+    /// password as SCCI, cipher suites 3 and 17.
+    #[arg(long, default_value_t = 623)]
+    ipmi_port: u16,
+    /// Serve no IPMI over LAN.
+    #[arg(long)]
+    no_ipmi: bool,
     /// BMC user name.
     #[arg(long, default_value = "admin")]
     username: String,
@@ -180,12 +187,26 @@ async fn run(args: Args) -> Result<()> {
             .to_string(),
         (None, None) => "admin".to_string(),
     };
-    let nofile = raise_nofile(args.count as u64 * 3 + 4096);
+    // Per node: the HTTPS and/or HTTP listener, the IPMI socket, and connections.
+    let nofile = raise_nofile(args.count as u64 * 4 + 4096);
+    let http_sockets = u64::from(!args.no_https) + u64::from(args.http_port.is_some());
+    let fits = |per_node: u64| nofile == 0 || nofile >= args.count as u64 * per_node + 1024;
+    // IPMI is one more socket per address. When the open-file limit cannot hold it, run
+    // without IPMI and say so, rather than refusing a fleet size that worked before.
+    let ipmi = !args.no_ipmi && fits(http_sockets + 1);
+    if !args.no_ipmi && !ipmi {
+        eprintln!(
+            "irmc-sim: WARNING: {} nodes with IPMI need {} sockets each but the open-file limit is {nofile}: serving WITHOUT IPMI over LAN (raise ulimit -n, or pass --no-ipmi to silence this)",
+            args.count,
+            http_sockets + 1
+        );
+    }
     let mut b = SimBuilder::new()
         .count(args.count)
         .base_address(args.base_address)
         .https_port((!args.no_https).then_some(args.https_port))
         .http_port(args.http_port)
+        .ipmi_port(ipmi.then_some(args.ipmi_port))
         .credentials(args.username.clone(), password)
         .auth(args.auth)
         .model(args.model)
@@ -234,7 +255,8 @@ async fn run(args: Args) -> Result<()> {
             "ready": true,
             "nodes": sim.addresses().iter().map(|a| serde_json::json!({
                 "index": a.index, "address": a.ip.to_string(),
-                "https": a.https_url(), "http": a.http_url()})).collect::<Vec<_>>(),
+                "https": a.https_url(), "http": a.http_url(),
+                "ipmi": a.ipmi.map(|s| s.to_string())})).collect::<Vec<_>>(),
             "control": sim.control_addr().map(|a| a.to_string()),
             "ca": args.cert_out.as_ref().map(|p| p.display().to_string()),
             "firmware": sim.firmware(),
@@ -251,6 +273,9 @@ async fn run(args: Args) -> Result<()> {
             }
             if let Some(u) = a.http_url() {
                 line.push_str(&format!(" http={u}"));
+            }
+            if let Some(s) = a.ipmi {
+                line.push_str(&format!(" ipmi={s}"));
             }
             writeln!(out, "{line}")?;
         }

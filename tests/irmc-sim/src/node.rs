@@ -312,6 +312,14 @@ pub struct RequestCounters {
     /// Requests rejected with 401 (including the first leg of digest).
     pub unauthorized: u64,
     pub not_found: u64,
+    /// IPMI-over-LAN requests by name (`open_session`, `rakp1`, `get_chassis_status`, ...).
+    pub ipmi: BTreeMap<String, u64>,
+    /// UDP datagrams received on the IPMI port.
+    pub ipmi_packets: u64,
+    /// IPMI datagrams dropped (garbage, bad integrity code, unknown session).
+    pub ipmi_dropped: u64,
+    /// IPMI sessions refused in RAKP (unknown user, wrong password, bad role).
+    pub ipmi_unauthorized: u64,
     /// Every HTTP request this node's listener answered (or hung on).
     pub total: u64,
     /// Latency injected into this node's replies, summed, in milliseconds. Draws depend
@@ -327,6 +335,9 @@ pub struct RequestCounters {
 pub struct NodeState {
     pub power: PowerState,
     pub boot: BootOverride,
+    /// Boot device selector last written over IPMI (boot flags data 2 bits 5:2), so
+    /// Get System Boot Options reports 1000b (remote CD/DVD) when that was set.
+    pub ipmi_boot_selector: Option<u8>,
     pub cd: MediaSettings,
     pub fd: MediaSettings,
     pub hd: MediaSettings,

@@ -45,6 +45,8 @@ pub struct NodeAddr {
     pub ip: Ipv4Addr,
     pub https: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
+    /// IPMI over LAN (UDP), unless turned off.
+    pub ipmi: Option<SocketAddr>,
 }
 
 fn url(scheme: &str, default_port: u16, addr: SocketAddr) -> String {
@@ -220,13 +222,24 @@ impl Sim {
                 Some(p) => Some(bind(i, ip, p).await?),
                 None => None,
             };
+            let ipmi = match b.ipmi_port {
+                Some(p) => Some(crate::ipmi::bind(&nodes[i], p).await.map_err(|source| {
+                    SimError::Bind {
+                        node: i,
+                        addr: SocketAddr::from((ip, p)),
+                        source,
+                    }
+                })?),
+                None => None,
+            };
             addrs.push(NodeAddr {
                 index: i,
                 ip,
                 https: https.as_ref().and_then(|l| l.local_addr().ok()),
                 http: http.as_ref().and_then(|l| l.local_addr().ok()),
+                ipmi: ipmi.as_ref().and_then(|s| s.local_addr().ok()),
             });
-            listeners.push((https, http));
+            listeners.push((https, http, ipmi));
         }
         let mut secret = [0u8; 16];
         rand::fill(&mut secret);
@@ -249,7 +262,20 @@ impl Sim {
         }
         let (tx, rx) = watch::channel(false);
         let mut tasks = Vec::with_capacity(b.count * 2 + 1);
-        for (i, (https, http)) in listeners.into_iter().enumerate() {
+        let creds = crate::ipmi::Credentials {
+            user: shared.username.clone(),
+            password: shared.password.clone(),
+        };
+        for (i, (https, http, ipmi)) in listeners.into_iter().enumerate() {
+            if let Some(sock) = ipmi {
+                tasks.push(tokio::spawn(crate::ipmi::serve(
+                    shared.nodes[i].clone(),
+                    sock,
+                    creds.clone(),
+                    shared.seed,
+                    rx.clone(),
+                )));
+            }
             if let Some(l) = https {
                 tasks.push(tokio::spawn(accept_loop(
                     shared.clone(),
@@ -382,6 +408,12 @@ pub(crate) fn total_counters(nodes: &[NodeHandle]) -> RequestCounters {
         t.elcm += c.elcm;
         t.unauthorized += c.unauthorized;
         t.not_found += c.not_found;
+        for (k, v) in c.ipmi {
+            *t.ipmi.entry(k).or_default() += v;
+        }
+        t.ipmi_packets += c.ipmi_packets;
+        t.ipmi_dropped += c.ipmi_dropped;
+        t.ipmi_unauthorized += c.ipmi_unauthorized;
         t.total += c.total;
         t.delay_ms = t.delay_ms.saturating_add(c.delay_ms);
     }

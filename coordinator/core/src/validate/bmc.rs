@@ -51,6 +51,16 @@ pub(super) fn check_bmc_all(di: &BTreeMap<String, String>) -> Vec<String> {
             format!("must be basic or digest, got {m:?}"),
         );
     }
+    if let Some(t) = di.get("irmc_transport")
+        && t.parse::<crate::BmcTransport>().is_err()
+    {
+        bad(
+            "irmc_transport",
+            format!(
+                "must be redfish, ipmi or auto (how power state and boot device are done), got {t:?}"
+            ),
+        );
+    }
     if let Some(t) = di.get("irmc_client_timeout")
         && !t.parse::<u32>().is_ok_and(|n| n > 0)
     {

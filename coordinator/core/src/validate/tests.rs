@@ -58,6 +58,12 @@ fn errors_name_the_field() {
         ),
         (
             "driver_info",
+            "irmc_transport",
+            "snmp",
+            "driver_info.irmc_transport: must be redfish, ipmi or auto",
+        ),
+        (
+            "driver_info",
             "irmc_client_timeout",
             "0",
             "driver_info.irmc_client_timeout: must be a positive integer",

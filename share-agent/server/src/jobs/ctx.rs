@@ -67,6 +67,10 @@ pub fn bmc_config(node: &str, t: &pb::BmcTarget) -> Result<BmcConfig, AgentError
     if t.client_timeout_s > 0 {
         cfg.timeout = Duration::from_secs(u64::from(t.client_timeout_s));
     }
+    cfg.transport = match t.transport.trim() {
+        "" => irmc::Transport::Auto,
+        other => other.parse().map_err(|r: String| invalid("transport", r))?,
+    };
     let v = t.verify_ca.trim();
     cfg.verify = match v.to_ascii_lowercase().as_str() {
         "" | "true" | "1" | "yes" | "on" => irmc::TlsVerify::System,
@@ -406,8 +410,10 @@ mod tests {
             auth_method: "digest".into(),
             client_timeout_s: 5,
             verify_ca: "false".into(),
+            transport: "ipmi".into(),
         };
         let c = bmc_config("n1", &t).unwrap();
+        assert_eq!(c.transport, irmc::Transport::Ipmi);
         assert_eq!(c.port, 8443);
         assert_eq!(c.auth, irmc::AuthMethod::Digest);
         assert_eq!(c.timeout, Duration::from_secs(5));
@@ -415,9 +421,18 @@ mod tests {
         assert!(!format!("{c:?}").contains("p<&>"));
         let bad = pb::BmcTarget {
             auth_method: "ntlm".into(),
-            ..t
+            ..t.clone()
         };
         let e = bmc_config("n1", &bad).unwrap_err().to_string();
         assert!(e.contains("bmc.auth_method"), "{e}");
+        let bad = pb::BmcTarget {
+            transport: "snmp".into(),
+            ..t
+        };
+        let e = bmc_config("n1", &bad).unwrap_err().to_string();
+        assert!(
+            e.contains("bmc.transport") && e.contains("redfish, ipmi or auto"),
+            "{e}"
+        );
     }
 }

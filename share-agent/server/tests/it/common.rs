@@ -195,6 +195,7 @@ pub fn bmc_target(sim: &Sim, i: usize, ca: &Path, timeout_s: u32) -> pb::BmcTarg
         auth_method: "basic".into(),
         client_timeout_s: timeout_s,
         verify_ca: ca.display().to_string(),
+        transport: String::new(),
     }
 }
 

@@ -403,3 +403,66 @@ async fn deploy_iso_built_once_from_kernel_and_ramdisk() {
     }
     sim.shutdown().await;
 }
+
+/// `irmc_transport=ipmi`: the agent reads power state and sets the one-time boot device
+/// over IPMI (the iRMC's remote CD/DVD, as Ironic did); the node boots the virtual CD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepare_ramdisk_over_ipmi_boots_from_the_remote_cd() {
+    let stub = FakeCoordinator::start().await;
+    let agent = start_agent(&stub, AgentOpts::default()).await;
+    let _ = stub.hello(0).await;
+    std::fs::write(agent.share.join("deploy.iso"), vec![7u8; 64 * 1024]).unwrap();
+    let boots = Boots::default();
+    // IPMI on its real port (the agent's BmcTarget has no IPMI port): the address is a
+    // random loopback one, so 623 is free there.
+    let sim = irmc_sim::Sim::start(
+        irmc_sim::SimBuilder::new()
+            .base_address(random_base())
+            .https_port(Some(0))
+            .ipmi_port(Some(623))
+            .credentials("admin", BMC_PASSWORD)
+            .share(irmc_sim::ShareMapEntry::new(
+                "127.0.0.1",
+                "share",
+                &agent.share,
+            ))
+            .boot_hook(boots.clone()),
+    )
+    .await
+    .unwrap();
+    let ca = agent.share.parent().unwrap().join("sim-ca.pem");
+    std::fs::write(&ca, sim.ca_pem()).unwrap();
+    let mut bmc = bmc_target(&sim, 0, &ca, 10);
+    bmc.transport = "ipmi".into();
+    stub.send(prepare_job("job-ipmi", NODE, bmc)).await;
+    let done = stub.final_update("job-ipmi", Duration::from_secs(60)).await;
+    assert_eq!(done.state, pb::JobState::Succeeded as i32, "{}", done.error);
+
+    let st = sim.node(0).state();
+    assert_eq!(st.power, PowerState::On);
+    let seen = boots.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].boot.target, BootTarget::Cd);
+    assert_eq!(seen[0].boot.enabled, BootEnabled::Once);
+    assert_eq!(
+        st.ipmi_boot_selector,
+        Some(0x8),
+        "remote CD/DVD, data 2 = 0x20"
+    );
+    let c = &st.counters;
+    assert_eq!(c.redfish_get + c.redfish_patch, 0, "{c:?}");
+    assert_eq!(c.ipmi.get("set_system_boot_options"), Some(&1), "{c:?}");
+    assert_eq!(c.ipmi.get("get_chassis_status"), Some(&1), "{c:?}");
+    // The job's request count covers both: HTTP requests and IPMI datagrams.
+    let out = done.output.unwrap();
+    assert_eq!(
+        u64::from(out.bmc_requests),
+        c.total + c.ipmi_packets,
+        "{c:?}"
+    );
+    eprintln!(
+        "MEASURE prepare over IPMI: bmc_requests={} (HTTP {}, IPMI datagrams {})",
+        out.bmc_requests, c.total, c.ipmi_packets
+    );
+    sim.shutdown().await;
+}

@@ -1,6 +1,7 @@
 //! The simulator's integration tests, one module per area, linked into one test binary.
 
 mod boot_support;
+mod ipmitool;
 mod support;
 
 mod boot_failures;

@@ -293,6 +293,9 @@ async fn ten_thousand_nodes_start_up_smoke() {
         base.to_string(),
         s("--https-port"),
         port.to_string(),
+        // Two sockets per node (HTTPS + IPMI) would not fit this machine's hard limit of
+        // 20,000 open files; the fleet runs without IPMI the same way.
+        s("--no-ipmi"),
         s("--json"),
         s("--cert-out"),
         cert.display().to_string(),
@@ -389,7 +392,11 @@ async fn passwords_never_logged_even_at_trace() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let l0 = lines.next().unwrap().unwrap();
-    let url = l0.split("http=").nth(1).unwrap().trim().to_string();
+    let url = l0
+        .split_whitespace()
+        .find_map(|t| t.strip_prefix("http="))
+        .unwrap()
+        .to_string();
     let c = reqwest::Client::new();
     let body = "<CMDSEQ><CMD Context=\"SCCI\" OC=\"ConfigSpace\" OE=\"1A62\" OI=\"0\" Type=\"SET\"><DATA Type=\"xsd::string\" Encrypted=\"0\">share-PW-456</DATA></CMD><CMD Context=\"SCCI\" OC=\"ConnectRemoteCdImage\" OE=\"0\" OI=\"0\" Type=\"SET\"><DATA Type=\"xsd::integer\">1</DATA></CMD></CMDSEQ>";
     let r = c
