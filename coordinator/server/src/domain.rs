@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use coordinator_core::{
-    AgentId, BmcTarget, JobIntent, JobResult, JobSpec, Node, Placement, ProvisionState,
+    AgentId, BmcTarget, JobIntent, JobResult, JobSpec, Node, Placement, PowerState, ProvisionState,
 };
 use uuid::Uuid;
 
@@ -220,6 +220,9 @@ pub struct NodeEvent {
     pub last_error: Option<String>,
     pub progress: String,
     pub agent: Option<AgentId>,
+    /// The last power state an agent reported (the dashboard shows it; the gRPC
+    /// `NodeEvent` has no field for it yet).
+    pub power_state: Option<PowerState>,
     pub at_ms: i64,
     pub queue_position: u64,
 }
@@ -236,6 +239,7 @@ impl NodeEvent {
             last_error: st.last_error.clone(),
             progress: st.progress.clone(),
             agent: st.agent.clone(),
+            power_state: st.power_state,
             at_ms,
             queue_position,
         }

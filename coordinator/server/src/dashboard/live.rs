@@ -48,6 +48,7 @@ fn event_json(e: &NodeEvent) -> serde_json::Value {
         "last_error": e.last_error,
         "progress": e.progress,
         "share": e.agent.as_ref().map(|a| a.as_str()),
+        "power_state": e.power_state.map(|p| p.as_str()),
         "at_ms": e.at_ms,
     })
 }

@@ -396,6 +396,17 @@ async fn scenario(f: &Fleet, c: &Client, work: &Path) -> Result<()> {
         },
     )
     .await?;
+    // So does the power state the agents reported (the page was loaded before any).
+    let power = format!("tr[data-uuid=\"{}\"] td[data-col=\"power\"]", uuids[0]);
+    eventually(
+        Duration::from_secs(30),
+        "node 1 powered on on the page",
+        || async {
+            let t = c.find(Locator::Css(&power)).await?.text().await?;
+            Ok((t == "power on").then_some(()))
+        },
+    )
+    .await?;
     // The counts follow too (the summary is re-read after changes).
     let want = api_counts(f).await?;
     eventually(

@@ -32,6 +32,8 @@
     if (s && s.textContent !== stateText(ev)) { s.textContent = stateText(ev); flash(s); }
     var sh = cell(row, 'share');
     if (sh) { sh.textContent = ev.share || '-'; }
+    var pw = cell(row, 'power');
+    if (pw && ev.power_state) { pw.textContent = ev.power_state; }
     var e = cell(row, 'last_error');
     if (e) { e.textContent = ev.last_error || ''; }
   }
@@ -51,6 +53,7 @@
     set('progress', ev.progress);
     set('last_error', ev.last_error);
     set('share', ev.share);
+    if (ev.power_state) { set('power', ev.power_state); }
     if (before && before !== ev.provision_state) {
       var body = document.querySelector('#history tbody');
       if (body) {
