@@ -3,11 +3,13 @@
 //!
 //! By what is checked: `bmc.rs` the BMC settings of driver_info; `media.rs` images, the
 //! instance and the boot mode (and where they come from: aliases, capabilities);
-//! `identity.rs` the node's name and MACs. This file holds the entry points and the
+//! `identity.rs` the node's name and MACs; `limits.rs` sizes, counts and look-alike sealed
+//! values. This file holds the entry points and the
 //! secret-key rule.
 
 mod bmc;
 mod identity;
+mod limits;
 mod media;
 #[cfg(test)]
 mod tests;
@@ -21,6 +23,9 @@ pub(crate) use bmc::parse_bool;
 use bmc::{check_bmc, check_bmc_all};
 pub use identity::parse_mac;
 use identity::{check_name, format_mac};
+use limits::check_limits;
+#[cfg(test)]
+use limits::{MAX_KEY_BYTES, MAX_KEYS, MAX_MACS, MAX_VALUE_BYTES};
 pub use media::{boot_iso, boot_mode, deploy_iso};
 use media::{check_boot_media, check_boot_mode, check_instance_info};
 
@@ -46,6 +51,7 @@ pub(super) fn err(field: impl Into<String>, message: impl Into<String>) -> CoreE
 /// formed, and the BMC credentials must be there. `image_source` is NOT required
 /// here (it is needed only to deploy; see [`validate`]). The first problem wins.
 pub fn validate_create(spec: &NodeSpec) -> Result<(), CoreError> {
+    check_limits(spec)?;
     if let Some(name) = &spec.name {
         check_name(name)?;
     }

@@ -342,3 +342,74 @@ fn boot_mode_sources() {
         .insert("capabilities".into(), "boot_mode:legacy".into());
     assert!(msg(&s).starts_with("properties.capabilities: boot_mode"));
 }
+
+/// A change that breaks one limit.
+type Change = Box<dyn Fn(&mut NodeSpec)>;
+
+#[test]
+fn limits_and_sealed_look_alikes_are_refused_with_the_field() {
+    let cases: Vec<(&str, Change, &str)> = vec![
+        (
+            "too many driver_info keys",
+            Box::new(|s| {
+                for i in 0..MAX_KEYS {
+                    s.driver_info.insert(format!("extra_{i}"), "x".into());
+                }
+            }),
+            "driver_info: 260 keys; at most 256",
+        ),
+        (
+            "a key too long",
+            Box::new(|s| {
+                s.properties
+                    .insert("k".repeat(MAX_KEY_BYTES + 1), "x".into());
+            }),
+            "properties: a key of 256 bytes; at most 255",
+        ),
+        (
+            "a value too long",
+            Box::new(|s| {
+                s.properties
+                    .insert("cpus".into(), "9".repeat(MAX_VALUE_BYTES + 1));
+            }),
+            "properties.cpus: 65537 bytes; at most 65536",
+        ),
+        (
+            "too many MACs",
+            Box::new(|s| {
+                s.macs = (0..=MAX_MACS)
+                    .map(|i| format!("52:54:00:00:00:{:02x}", i % 256))
+                    .collect();
+            }),
+            "macs: 65 MAC addresses; at most 64",
+        ),
+        (
+            "a sealed look-alike in a non-secret field",
+            Box::new(|s| {
+                s.instance_info
+                    .insert("image_source".into(), "enc:v1:k1:AAAA".into());
+            }),
+            "instance_info.image_source: must not start with \"enc:v1:\"",
+        ),
+        (
+            "a sealed look-alike as the name",
+            Box::new(|s| s.name = Some("enc:v1:x".into())),
+            "name: must not start with \"enc:v1:\"",
+        ),
+    ];
+    for (why, change, want) in cases {
+        let mut s = good();
+        change(&mut s);
+        let got = msg(&s);
+        assert!(got.contains(want), "{why}: got {got:?}, want {want:?}");
+    }
+    // At the limits, and a config drive larger than other values, are fine.
+    let mut s = good();
+    s.properties
+        .insert("k".repeat(MAX_KEY_BYTES), "9".repeat(MAX_VALUE_BYTES));
+    s.instance_info
+        .insert("configdrive".into(), "H4sI".repeat(MAX_VALUE_BYTES));
+    s.driver_info
+        .insert("irmc_password".into(), "enc:v1:typed-by-hand".into());
+    validate_create(&s).unwrap();
+}

@@ -64,6 +64,29 @@ async fn crud_validation_and_masking() {
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("macs"), "{}", e.message());
 
+    // A value that looks sealed where the store never seals one, and an oversized map.
+    let mut r = node_req(6);
+    r.instance_info
+        .insert("image_source".into(), "enc:v1:k1:AAAA".into());
+    let e = nodes.create_node(r).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("instance_info.image_source") && e.message().contains("enc:v1:"),
+        "{}",
+        e.message()
+    );
+    let mut r = node_req(7);
+    for i in 0..300 {
+        r.properties.insert(format!("p{i}"), "x".into());
+    }
+    let e = nodes.create_node(r).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().starts_with("properties: 300 keys"),
+        "{}",
+        e.message()
+    );
+
     let mut r = node_req(5);
     r.uuid = "not-a-uuid".into();
     let e = nodes.create_node(r).await.unwrap_err();
