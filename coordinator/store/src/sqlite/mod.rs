@@ -52,6 +52,32 @@ pub struct SqliteStore {
     tokens: Arc<SealedTokens>,
 }
 
+/// Creates the database file readable and writable by its owner only (0600), or tightens
+/// an existing one and its WAL files: node definitions are in it (BMC addresses, user
+/// names and, without an at-rest key, passwords), and SQLite gives the WAL and shared-memory
+/// files the database file's mode.
+fn restrict_to_owner(data_dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let db = sqlite_path(data_dir);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StoreError::Io { path, source }
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&db)
+        .map_err(io(&db))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let p = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        if p.exists() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).map_err(io(&p))?;
+        }
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens without a secret key: secrets are stored as given. Refuses a store that holds
     /// sealed secrets. The coordinator never uses this (it always has a key); it is for
@@ -69,6 +95,7 @@ impl SqliteStore {
             path: data_dir.to_path_buf(),
             source,
         })?;
+        restrict_to_owner(data_dir)?;
         let opts = SqliteConnectOptions::new()
             .filename(sqlite_path(data_dir))
             .create_if_missing(true)

@@ -64,6 +64,37 @@ async fn fresh_dir_is_migrated_and_uses_wal() {
     );
 }
 
+/// Node definitions (BMC addresses and users; passwords too without an at-rest key) are
+/// readable by the coordinator's user only: the database file and its WAL files are 0600,
+/// on a fresh store and on one a looser umask created.
+#[tokio::test]
+async fn the_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let db = coordinator_store::sqlite_path(dir.path());
+    std::fs::write(&db, b"").unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let st = SqliteStore::open(dir.path()).await.unwrap();
+    st.create_node(&conformance::sample_node(Uuid::new_v4(), Some("private")))
+        .await
+        .unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let p = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", p.display());
+    }
+    st.close().await;
+    let fresh = tempfile::tempdir().unwrap();
+    let st = SqliteStore::open(fresh.path()).await.unwrap();
+    let mode = std::fs::metadata(coordinator_store::sqlite_path(fresh.path()))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    st.close().await;
+}
+
 #[tokio::test]
 async fn refuses_a_newer_schema() {
     let dir = tempfile::tempdir().unwrap();
