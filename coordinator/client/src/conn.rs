@@ -172,6 +172,14 @@ pub fn leader_hint(message: &str) -> Option<String> {
         .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
 }
 
+/// Whether a follower's hint may be followed: only to a configured replica, and never from
+/// https down to http (a follower, or whoever answers in its place, must not steer the
+/// client and its token anywhere else).
+fn follows(configured: &[String], from: &str, hint: &str) -> bool {
+    configured.iter().any(|c| c == hint)
+        && !(from.starts_with("https://") && hint.starts_with("http://"))
+}
+
 /// Clients on the leader among `addrs` (one address or a comma-separated list). A
 /// single address is used as it is. With several, each is asked a cheap question only
 /// the leader answers (ListShares); redirects are followed.
@@ -201,6 +209,7 @@ pub async fn connect(addrs: &str, access: &Access) -> Result<Clients> {
             Err(s) if s.code() == tonic::Code::Unavailable => {
                 if let Some(hint) = leader_hint(s.message())
                     && hint != url
+                    && follows(&list, &url, &hint)
                 {
                     queue.push_front(hint);
                 }
@@ -247,5 +256,13 @@ mod tests {
             None
         );
         assert!(!format!("{:?}", Token::new("t0ps3cret")).contains("t0ps3cret"));
+        let list = urls("https://a:1,https://b:1,http://c:1");
+        assert!(follows(&list, "https://a:1", "https://b:1"));
+        assert!(
+            !follows(&list, "https://a:1", "https://evil:1"),
+            "off the list"
+        );
+        assert!(!follows(&list, "https://a:1", "http://c:1"), "a downgrade");
+        assert!(follows(&list, "http://c:1", "https://a:1"));
     }
 }

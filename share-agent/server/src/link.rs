@@ -6,7 +6,8 @@
 //!
 //! Several coordinator replicas (`coordinator = "https://a:50051,https://b:50051"`):
 //! [`Coordinators`] holds the channel to the one believed to lead. A follower answers
-//! "not the leader; leader is URL": the link switches there; an unreachable one makes
+//! "not the leader; leader is URL": the link switches there when URL is one of the
+//! configured replicas (never to another address, never from https to http); an unreachable one makes
 //! it try the next in the list. The ramdisk relays (`http.rs`) always use the current one.
 
 use std::sync::Arc;
@@ -126,7 +127,12 @@ impl Coordinators {
             .and_then(|rest| rest.split_whitespace().next())
             .map(|u| u.trim_end_matches([',', ';', ')']).to_owned())
             .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
-            .filter(|u| *u != current);
+            .filter(|u| *u != current)
+            // Only a configured replica, and never from https down to http: a follower
+            // (or whoever answers in its place) must not steer the agent, and the BMC
+            // passwords its jobs carry, anywhere else.
+            .filter(|u| self.inner.endpoints.iter().any(|e| e == u))
+            .filter(|u| !(current.starts_with("https://") && u.starts_with("http://")));
         let next = hinted.unwrap_or_else(|| {
             let eps = &self.inner.endpoints;
             let i = eps.iter().position(|e| *e == current).map_or(0, |i| i + 1);
@@ -311,6 +317,9 @@ mod tests {
         // No leader yet: rotate.
         c.follow("not the leader; no leader is elected yet, retry shortly");
         assert_eq!(c.current(), "http://127.0.0.1:3");
+        // A hint naming an address outside the configured list is not followed: rotate.
+        c.follow("not the leader; leader is http://127.0.0.1:9");
+        assert_eq!(c.current(), "http://127.0.0.1:1");
         assert!(Coordinators::new(" , ", &tls).is_err());
         assert!(Coordinators::new("http://ok:1,not a url", &tls).is_err());
     }
