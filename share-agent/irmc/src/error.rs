@@ -229,3 +229,51 @@ impl IrmcError {
         }
     }
 }
+
+/// Longest BMC-supplied text kept in an error (the SCCI `<Message>`, `<Error>`,
+/// `<Severity>`): real iRMC texts are one short sentence.
+pub const MAX_BMC_TEXT: usize = 512;
+
+/// Text that came back from a BMC, made safe for an error, a log line and a read-only
+/// view: every secret the request carried (in clear and XML-escaped, as it was sent) is
+/// replaced by `******`, control characters become spaces, and the result is cut to
+/// [`MAX_BMC_TEXT`] characters. Real iRMCs echo parts of the request in their error
+/// texts, share passwords included.
+pub fn scrub_bmc_text(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_owned();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        let escaped = crate::wire::escape(s);
+        for form in [escaped.as_str(), *s] {
+            if out.contains(form) {
+                out = out.replace(form, secret::MASK);
+            }
+        }
+    }
+    let mut clean: String = out
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_BMC_TEXT + 1)
+        .collect();
+    if clean.chars().count() > MAX_BMC_TEXT {
+        clean = clean.chars().take(MAX_BMC_TEXT).collect();
+        clean.push_str("...");
+    }
+    clean
+}
+
+#[cfg(test)]
+mod scrub_tests {
+    use super::*;
+
+    #[test]
+    fn secrets_controls_and_length() {
+        let t = scrub_bmc_text(
+            "bad <DATA>pw&lt;&amp;x</DATA> or pw<&x\n\u{1b}[31m",
+            &["pw<&x", ""],
+        );
+        assert_eq!(t, "bad <DATA>******</DATA> or ******  [31m");
+        let long = scrub_bmc_text(&"a".repeat(2000), &[]);
+        assert_eq!(long.len(), MAX_BMC_TEXT + 3);
+        assert!(long.ends_with("..."));
+    }
+}

@@ -252,12 +252,19 @@ impl IrmcClient {
         self.expect_success(op, &reply, &[200, 201])?;
         let status = wire::parse_status(&reply.text()).map_err(|e| self.wire_err(op, e))?;
         if status.value != 0 {
+            // The BMC's texts may echo the request: keep none of its secrets.
+            let mut secrets = vec![self.config().password.expose()];
+            secrets.extend(cmds.iter().filter_map(|c| match &c.data {
+                wire::ScciData::Secret(s) => Some(s.expose()),
+                _ => None,
+            }));
+            let scrub = |t: &str| crate::error::scrub_bmc_text(t, &secrets);
             return Err(IrmcError::Scci {
                 ctx: self.ctx(op),
                 value: status.value,
-                severity: status.severity,
-                message: status.message,
-                error: status.error,
+                severity: scrub(&status.severity),
+                message: scrub(&status.message),
+                error: scrub(&status.error),
             });
         }
         Ok(())

@@ -257,6 +257,38 @@ async fn attach_error_names_the_ironic_operation() {
     assert_no_secret(&format!("{err:?}"));
 }
 
+/// A BMC that echoes the request (and its own password) in its error texts, as real
+/// iRMCs do: the error the operator sees holds neither password, no control characters,
+/// and no more than a bounded length of BMC text.
+#[tokio::test]
+async fn an_echoing_bmc_leaks_no_secret_into_the_error() {
+    let bmc = start(|seen, _| {
+        // The echo starts with what a real iRMC repeats back: the user, the share
+        // password it was given, then the whole request (escaped, as XML text).
+        let echo = irmc::wire::escape(&format!(
+            "user admin:{PASSWORD} share pw share-pw<&\"\u{7} {}",
+            seen.body
+        ));
+        Reply::ok(format!(
+            "<Status><Value>5</Value><Severity>Error</Severity><Message>request was: {echo}</Message><Error>{echo}{}</Error></Status>",
+            "x".repeat(4000)
+        ))
+    })
+    .await;
+    let err = client(&bmc)
+        .attach(MediaKind::Cd, &location())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert_no_secret(&text);
+    assert_no_secret(&format!("{err:?}"));
+    assert!(text.contains("******"), "{text}");
+    assert!(!text.chars().any(char::is_control), "{text:?}");
+    assert!(text.len() < 2000, "{} bytes", text.len());
+    // The echo really carried the share password: the request held it.
+    assert!(bmc.seen()[0].body.contains("share-pw"));
+}
+
 fn dump(server: &str, share: &str, image: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CMDSEQ>\n<CMD Context=\"SCCI\" OC=\"ConfigSpace\" OE=\"1A60\" OI=\"0\" Type=\"SET\"><DATA Type=\"xsd::string\">{server}</DATA><STATUS>0</STATUS></CMD>\n<CMD Context=\"SCCI\" OC=\"ConfigSpace\" OE=\"1A65\" OI=\"0\" Type=\"SET\"><DATA Type=\"xsd::string\">{share}</DATA><STATUS>0</STATUS></CMD>\n<CMD Context=\"SCCI\" OC=\"ConfigSpace\" OE=\"1A66\" OI=\"0\" Type=\"SET\"><DATA Type=\"xsd::string\">{image}</DATA><STATUS>0</STATUS></CMD>\n<CMD Context=\"SCCI\" OC=\"ConfigSpace\" OE=\"1A50\" OI=\"0\" Type=\"SET\"><DATA Type=\"xsd::string\"></DATA><STATUS>0</STATUS></CMD>\n<CMD Context=\"SCCI\" OC=\"ConfigSpace\" OE=\"1A55\" OI=\"0\" Type=\"SET\"><DATA Type=\"xsd::string\"></DATA><STATUS>0</STATUS></CMD>\n<CMD Context=\"SCCI\" OC=\"ConfigSpace\" OE=\"1A56\" OI=\"0\" Type=\"SET\"><DATA Type=\"xsd::string\"></DATA><STATUS>0</STATUS></CMD>\n</CMDSEQ>\n"
