@@ -469,6 +469,48 @@ impl IpmiClient {
         Err(self.err(op, "no cipher suite to try".into(), false))
     }
 
+    /// Sends RAKP message `sent` and waits for the BMC's answer (message `sent + 1`):
+    /// a session-less RMCP+ packet of payload type `want` that `parse` accepts (it checks
+    /// the message tag and gives the RMCP+ status). A non-zero status is an
+    /// authentication failure naming it.
+    #[allow(clippy::too_many_arguments)]
+    async fn rakp_exchange<T>(
+        &self,
+        op: &'static str,
+        step: &str,
+        sent: u8,
+        sock: &UdpSocket,
+        pkt: &[u8],
+        want: u8,
+        parse: impl Fn(&[u8]) -> Option<(u8, T)>,
+    ) -> Result<T, IrmcError> {
+        let (status, reply) = self
+            .roundtrip(
+                op,
+                &format!("{step} {sent}"),
+                sock,
+                pkt,
+                |b| match wire::parse_packet(b, None) {
+                    Ok(Packet::V20 {
+                        ptype, payload: p, ..
+                    }) if ptype == want => parse(&p).map(Ok),
+                    _ => None,
+                },
+            )
+            .await?;
+        if status != 0 {
+            return Err(self.auth_failed(
+                op,
+                format!(
+                    "{step} {} status {status:#04x} ({})",
+                    sent + 1,
+                    wire::rmcp_status_text(status)
+                ),
+            ));
+        }
+        Ok(reply)
+    }
+
     async fn rakp(
         &self,
         op: &'static str,
@@ -493,32 +535,13 @@ impl IpmiClient {
             None,
         );
         let r2 = self
-            .roundtrip(
-                op,
-                "RAKP message 1",
-                &sock,
-                &pkt,
-                |b| match wire::parse_packet(b, None) {
-                    Ok(Packet::V20 {
-                        ptype, payload: p, ..
-                    }) if ptype == payload::RAKP2 => match wire::parse_rakp2(&p) {
-                        Ok(r) if r.tag == t => Some(Ok(r)),
-                        _ => None,
-                    },
-                    _ => None,
-                },
-            )
+            .rakp_exchange(op, "RAKP message", 1, &sock, &pkt, payload::RAKP2, |p| {
+                wire::parse_rakp2(p)
+                    .ok()
+                    .filter(|r| r.tag == t)
+                    .map(|r| (r.status, r))
+            })
             .await?;
-        if r2.status != 0 {
-            return Err(self.auth_failed(
-                op,
-                format!(
-                    "RAKP message 2 status {:#04x} ({})",
-                    r2.status,
-                    wire::rmcp_status_text(r2.status)
-                ),
-            ));
-        }
         let rakp = Rakp {
             suite,
             console_sid,
@@ -545,32 +568,13 @@ impl IpmiClient {
             None,
         );
         let r4 = self
-            .roundtrip(
-                op,
-                "RAKP message 3",
-                &sock,
-                &pkt,
-                |b| match wire::parse_packet(b, None) {
-                    Ok(Packet::V20 {
-                        ptype, payload: p, ..
-                    }) if ptype == payload::RAKP4 => match wire::parse_rakp4(&p) {
-                        Ok(r) if r.tag == t => Some(Ok(r)),
-                        _ => None,
-                    },
-                    _ => None,
-                },
-            )
+            .rakp_exchange(op, "RAKP message", 3, &sock, &pkt, payload::RAKP4, |p| {
+                wire::parse_rakp4(p)
+                    .ok()
+                    .filter(|r| r.tag == t)
+                    .map(|r| (r.status, r))
+            })
             .await?;
-        if r4.status != 0 {
-            return Err(self.auth_failed(
-                op,
-                format!(
-                    "RAKP message 4 status {:#04x} ({})",
-                    r4.status,
-                    wire::rmcp_status_text(r4.status)
-                ),
-            ));
-        }
         let sik = rakp.sik(kuid);
         if !wire::constant_time_eq(&rakp.rakp4_icv(&sik), &r4.icv) {
             return Err(self.err(
