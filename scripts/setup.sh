@@ -17,9 +17,14 @@ set -euo pipefail
 #   openipmi               ipmi_sim, a BMC simulator nobody here wrote: a peer of the irmc crate's IPMI client
 #   prometheus             its promtool lints the services' /metrics expositions (`promtool check metrics`)
 #   chromium chromium-driver  the dashboard's browser test (headless Chromium driven over WebDriver)
+#   tgt libiscsi-bin       iSCSI peers: a real target (tgtd) for the initiator, libiscsi's tools for the simulator's target
+#   cloud-init             its OpenStack config-drive reader reads back the config drives we build
+#   gdisk fdisk            sgdisk/sfdisk check partition tables written to disks
+#   nfs-ganesha nfs-ganesha-vfs rpcbind   a real NFS server for the share tests
 PKGS=(mtools dosfstools xorriso isolinux syslinux-common grub-efi-amd64-bin grub-common
       qemu-system-x86 ovmf busybox-static cpio samba smbclient postgresql python3-venv
-      ipmitool openipmi prometheus ca-certificates curl chromium chromium-driver)
+      ipmitool openipmi prometheus ca-certificates curl chromium chromium-driver
+      tgt libiscsi-bin cloud-init gdisk fdisk nfs-ganesha nfs-ganesha-vfs rpcbind)
 
 missing=()
 for p in "${PKGS[@]}"; do
