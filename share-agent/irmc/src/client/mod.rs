@@ -23,8 +23,9 @@ use crate::wire::{
     Report, ResetType, ScciCommand, Settings, SystemInfo, WireError,
 };
 
-/// Largest reply body accepted (the biggest real one, report.xml, is ~50 KB).
-const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Largest reply body accepted (the biggest real one, report.xml, is ~50 KB): the XML
+/// parser's own cap, so that a hostile reply is cut off while it streams in.
+const MAX_BODY: usize = wire::MAX_DOCUMENT_BYTES;
 
 /// SCCI `/config` requests carry this content type even though the body is XML.
 const SCCI_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";

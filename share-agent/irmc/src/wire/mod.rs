@@ -39,7 +39,7 @@ pub use scci::{
     parse_cmdseq, parse_status,
 };
 pub use settings::{MediaView, Settings};
-pub use xml::{Element, MAX_DEPTH, escape, parse_document};
+pub use xml::{Element, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_NODES, escape, parse_document};
 
 /// A context-free parse fault. The client turns it into an
 /// [`crate::IrmcError`] naming the BMC and operation.

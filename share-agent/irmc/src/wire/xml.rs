@@ -26,6 +26,18 @@ pub fn escape(value: &str) -> String {
 /// Deepest element nesting accepted (real iRMC documents stay under 15).
 pub const MAX_DEPTH: usize = 64;
 
+/// Most elements plus attributes accepted in one document. A real S4 `report.xml`
+/// (48 KB) has about 1,100 elements and 500 attributes; SCCI replies have a few dozen.
+/// Each parsed node costs around a hundred bytes, so this bounds the tree to a few MB
+/// whatever the reply: 8 MiB of `<a/>` would otherwise become two million elements.
+pub const MAX_NODES: usize = 20_000;
+
+/// Most attributes on one element (real elements carry fewer than ten).
+pub const MAX_ATTRIBUTES: usize = 256;
+
+/// Largest document accepted, in bytes (real documents stay under 100 KB).
+pub const MAX_DOCUMENT_BYTES: usize = 2 * 1024 * 1024;
+
 /// A parsed XML element: enough structure for the small iRMC documents.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Element {
@@ -73,6 +85,11 @@ fn element_from(start: &BytesStart<'_>) -> Result<Element, WireError> {
     let name = start.name().as_ref().to_owned();
     let mut attrs = Vec::new();
     for attr in start.attributes() {
+        if attrs.len() == MAX_ATTRIBUTES {
+            return Err(malformed(format!(
+                "more than {MAX_ATTRIBUTES} attributes in <{name}>"
+            )));
+        }
         let attr = attr.map_err(|e| malformed(format!("bad attribute in <{name}>: {e}")))?;
         let key = attr.key.as_ref().to_owned();
         let value = attr
@@ -95,8 +112,26 @@ fn element_from(start: &BytesStart<'_>) -> Result<Element, WireError> {
 /// Leading whitespace (and a byte-order mark) before the XML declaration is
 /// tolerated. Nesting deeper than [`MAX_DEPTH`] is refused: the tree is
 /// dropped recursively, so a hostile reply must not be able to build an
-/// arbitrarily deep one.
+/// arbitrarily deep one. Documents over [`MAX_DOCUMENT_BYTES`] or with more than
+/// [`MAX_NODES`] elements and attributes are refused before they grow the tree.
 pub fn parse_document(doc: &str) -> Result<Element, WireError> {
+    if doc.len() > MAX_DOCUMENT_BYTES {
+        return Err(malformed(format!(
+            "document of {} bytes is larger than the {MAX_DOCUMENT_BYTES} bytes accepted",
+            doc.len()
+        )));
+    }
+    let mut nodes = 0usize;
+    let mut count = |el: &Element| -> Result<(), WireError> {
+        nodes += 1 + el.attrs.len();
+        if nodes > MAX_NODES {
+            Err(malformed(format!(
+                "more than {MAX_NODES} elements and attributes"
+            )))
+        } else {
+            Ok(())
+        }
+    };
     let mut reader = Reader::from_str(doc.trim_start_matches('\u{feff}').trim_start());
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
@@ -134,10 +169,13 @@ pub fn parse_document(doc: &str) -> Result<Element, WireError> {
                         "elements nested deeper than {MAX_DEPTH}"
                     )));
                 }
-                stack.push(element_from(&e)?);
+                let el = element_from(&e)?;
+                count(&el)?;
+                stack.push(el);
             }
             Event::Empty(e) => {
                 let el = element_from(&e)?;
+                count(&el)?;
                 attach(&mut stack, &mut root, el)?;
             }
             Event::End(_) => {

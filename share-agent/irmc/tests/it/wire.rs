@@ -466,6 +466,38 @@ fn deep_nesting_and_bom() {
     assert_eq!(wire::parse_status(bom).unwrap().value, 0);
 }
 
+#[test]
+fn element_and_attribute_bombs_are_refused_and_real_reports_pass() {
+    // 8 MiB of empty elements (the hostile reply that once grew a parse to ~280 MB).
+    let bomb = format!(
+        "<Status>{}<Value>0</Value></Status>",
+        "<a/>".repeat(2 << 20)
+    );
+    let err = wire::parse_status(&bomb).unwrap_err().to_string();
+    assert!(err.contains("larger than"), "{err}");
+    // Under the size cap but over the node budget.
+    let many = format!(
+        "<Status>{}<Value>0</Value></Status>",
+        "<a/>".repeat(wire::MAX_NODES + 1)
+    );
+    let err = wire::parse_status(&many).unwrap_err().to_string();
+    assert!(err.contains("elements and attributes"), "{err}");
+    // One element carrying endless attributes.
+    let attrs: String = (0..1000).map(|i| format!(" a{i}=\"\"")).collect();
+    let err = wire::parse_status(&format!("<Status{attrs}><Value>0</Value></Status>"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("attributes in <Status>"), "{err}");
+    // Just inside the budget still parses.
+    let fits = format!(
+        "<Status>{}<Value>0</Value></Status>",
+        "<a/>".repeat(wire::MAX_NODES - 10)
+    );
+    assert_eq!(wire::parse_status(&fits).unwrap().value, 0);
+    // The real S4 report is far inside every cap.
+    assert!(wire::parse_report(REPORT_S4).is_ok());
+}
+
 proptest::proptest! {
     /// Any printable value (ASCII or not, markup characters included) placed
     /// in a command comes back unchanged from the parser.

@@ -1,6 +1,7 @@
 //! The end-to-end scenarios, one module each, linked into one test binary (links dominate
 //! test time on two cores). Each scenario starts a whole system with `testkit::Fleet`.
 
+mod adversary;
 mod agent_loss;
 mod agent_token;
 mod bmc_info;
