@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::error::AgentError;
 use crate::state::Agent;
-use crate::{filestream, http, link};
+use crate::{filestream, http, link, serve};
 
 /// Runs the agent until `shutdown` fires. `share_root` is the canonical root
 /// returned by [`crate::checks::check_share_root`].
@@ -120,11 +120,18 @@ pub async fn run(
     }
 
     let sd = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { sd.cancelled().await })
-            .await
-    });
+    let limits = serve::Limits {
+        header_timeout: agent.cfg.http_header_timeout,
+        max_connections: agent.cfg.http_max_connections,
+    };
+    let server = tokio::spawn(serve::serve(
+        listener,
+        app,
+        limits,
+        Arc::new(serve::ServeStats::default()),
+        sd,
+        Duration::from_secs(5),
+    ));
     // Size limit and TTL of the cache are also enforced when nothing writes.
     let gc_agent = agent.clone();
     let gc_stop = shutdown.clone();
@@ -147,11 +154,7 @@ pub async fn run(
     shutdown.cancelled().await;
     let _ = link_task.await;
     match server.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(AgentError::Http {
-            addr: bound.to_string(),
-            reason: e.to_string(),
-        }),
+        Ok(()) => Ok(()),
         Err(e) => Err(AgentError::Http {
             addr: bound.to_string(),
             reason: e.to_string(),

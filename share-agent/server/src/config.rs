@@ -186,6 +186,15 @@ pub struct Cli {
     /// Bearer tokens scrapers present (one per line, or `<role> <token> [name]` lines).
     #[arg(long, env = "SHARE_AGENT_METRICS_TOKEN_FILE")]
     pub metrics_token_file: Option<PathBuf>,
+    /// A client of the image and call-back server must send a whole request head within
+    /// this time, or its connection is closed (default 10s).
+    #[arg(long, env = "SHARE_AGENT_HTTP_HEADER_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub http_header_timeout: Option<Duration>,
+    /// Most open connections to the image and call-back server (default 2048); beyond it
+    /// new connections are closed at once, so that BMC sockets and share writes keep
+    /// their file descriptors.
+    #[arg(long, env = "SHARE_AGENT_HTTP_MAX_CONNECTIONS")]
+    pub http_max_connections: Option<usize>,
 }
 
 /// The TOML file. Sections mirror the effective config; unknown keys are an
@@ -228,6 +237,9 @@ struct FileAgent {
     worker_threads: Option<usize>,
     metrics_listen: Option<SocketAddr>,
     metrics_token_file: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    http_header_timeout: Option<Duration>,
+    http_max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -394,6 +406,11 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Bearer tokens for a metrics listener off loopback (required there).
     pub metrics_token_file: Option<PathBuf>,
+    /// Time a client has to send a whole request head.
+    #[serde(with = "humantime_serde")]
+    pub http_header_timeout: Duration,
+    /// Most open connections to the HTTP server.
+    pub http_max_connections: usize,
 }
 
 fn host_name() -> String {
@@ -662,6 +679,15 @@ impl Config {
             worker_threads: c.worker_threads.or(f.agent.worker_threads).unwrap_or(0),
             metrics_listen,
             metrics_token_file,
+            http_header_timeout: c
+                .http_header_timeout
+                .or(f.agent.http_header_timeout)
+                .unwrap_or(Duration::from_secs(10)),
+            http_max_connections: c
+                .http_max_connections
+                .or(f.agent.http_max_connections)
+                .unwrap_or(2048)
+                .max(1),
         })
     }
 

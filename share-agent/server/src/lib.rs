@@ -56,6 +56,7 @@ pub mod link;
 pub mod metrics;
 pub mod ramdisk;
 pub mod registry;
+pub mod serve;
 pub mod state;
 
 pub use agent::run;

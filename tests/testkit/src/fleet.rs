@@ -558,7 +558,8 @@ impl Fleet {
             // Every agent of the fleet shares this machine's few cores: one runtime
             // thread each spares the hand-offs between worker threads.
             .arg("--worker-threads")
-            .arg("1");
+            .arg("1")
+            .args(&self.spec.agent_args);
         if let Some(m) = self.agent_metrics.get(k.wrapping_sub(1)) {
             cmd.arg("--metrics-listen").arg(m.to_string());
         }

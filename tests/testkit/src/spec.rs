@@ -32,6 +32,8 @@ pub struct FleetSpec {
     pub sim_args: Vec<String>,
     /// Extra `coordinator` arguments.
     pub coordinator_args: Vec<String>,
+    /// Extra share-agent arguments, given to every agent.
+    pub agent_args: Vec<String>,
     /// Share credentials the agents write into the iRMCs; `sim_share_password` is what the
     /// simulated share server accepts (differs only in the wrong-credentials scenario).
     pub share_password: String,
@@ -72,6 +74,7 @@ impl FleetSpec {
             nodes_per_sim: default_nodes_per_sim(),
             sim_args: Vec::new(),
             coordinator_args: Vec::new(),
+            agent_args: Vec::new(),
             share_password: "share-Pa55<&\"word".into(),
             sim_share_password: "share-Pa55<&\"word".into(),
             bmc_password: "bmc-Pa55<&\"word".into(),

@@ -117,3 +117,68 @@ async fn an_xml_element_bomb_stays_under_32_mib() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// 300 clients that open a connection to a share agent's image and call-back port and
+/// send half a request head, then nothing: each is cut off once `http_header_timeout`
+/// passes, and the fleet's nodes deploy meanwhile (they hold file descriptors the agent's
+/// BMC sockets and share writes need).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_slow_clients_are_cut_off_while_a_deploy_completes() -> anyhow::Result<()> {
+    let (mut spec, _dir) = e2e::spec(4, 1)?;
+    spec.agent_args = vec!["--http-header-timeout".into(), "2s".into()];
+    let f = e2e::start(spec).await?;
+    let result = async {
+        let http = *f
+            .agent_http
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("no share agent"))?;
+        let mut slow = Vec::new();
+        for _ in 0..300 {
+            let mut s = tokio::net::TcpStream::connect(http).await?;
+            s.write_all(b"GET /v1 HTTP/1.1\r\nHost: agent\r\nX-Slow: ")
+                .await?;
+            slow.push(s);
+        }
+        let opened = std::time::Instant::now();
+        let uuids = f.enroll_all().await?;
+        f.make_available(&uuids, e2e::SETTLE, |_, _| {}).await?;
+        f.bulk(&uuids, "deploy").await?;
+        // Every slow connection is closed by the agent: a read ends (EOF or reset).
+        let mut cut = 0usize;
+        for s in &mut slow {
+            let mut buf = [0u8; 512];
+            match tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await {
+                Ok(_) => cut += 1,
+                Err(_) => break,
+            }
+        }
+        let cut_after = opened.elapsed();
+        anyhow::ensure!(
+            cut == slow.len(),
+            "only {cut} of {} slow clients were cut off",
+            slow.len()
+        );
+        eprintln!("300 slow clients cut off within {cut_after:?}");
+        let nodes = testkit::wait_until(
+            &f.coordinator_url(),
+            &f.access,
+            e2e::SETTLE,
+            |n| n.provision_state == "active" || testkit::is_failed(n),
+            |_| {},
+        )
+        .await?;
+        for n in &nodes {
+            anyhow::ensure!(
+                n.provision_state == "active",
+                "node {} ended {} ({})",
+                n.uuid,
+                n.provision_state,
+                n.last_error
+            );
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    f.shutdown().await;
+    result
+}
