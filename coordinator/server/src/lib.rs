@@ -71,6 +71,14 @@ use crate::security::{GateLayer, LeaderView, Leadership, Policy};
 
 /// Largest gRPC message accepted or sent (bulk calls carry long node lists).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+/// Largest AgentLink message an agent may send (a hello with every job it knows, a
+/// batch of results: well under a megabyte at 10,000 nodes per agent).
+const MAX_AGENT_MESSAGE: usize = 8 * 1024 * 1024;
+/// Largest Shares request (they carry a share id).
+const MAX_SHARES_MESSAGE: usize = 64 * 1024;
+/// Concurrent HTTP/2 streams per client connection. A CLI or an agent uses a handful;
+/// without a limit one connection could open thousands of Watch snapshots at once.
+const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 
 /// A TLS handshake that takes longer than this is dropped (a stalled peer must not hold a
 /// task forever).
@@ -531,6 +539,11 @@ impl Ctx {
 
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+            // Dead peers (a cut network, a frozen client) are noticed and their streams
+            // freed instead of held forever.
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
             .layer(GateLayer::new(self.policy.clone()))
             .add_service(
                 NodesServer::new(api.clone())
@@ -539,10 +552,10 @@ impl Ctx {
             )
             .add_service(
                 SharesServer::new(api)
-                    .max_decoding_message_size(MAX_MESSAGE)
+                    .max_decoding_message_size(MAX_SHARES_MESSAGE)
                     .max_encoding_message_size(MAX_MESSAGE),
             )
-            .add_service(AgentLinkServer::new(link).max_decoding_message_size(MAX_MESSAGE))
+            .add_service(AgentLinkServer::new(link).max_decoding_message_size(MAX_AGENT_MESSAGE))
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(health_service)

@@ -7,6 +7,7 @@ mod common;
 mod agents_and_watch;
 mod api;
 mod lifecycle;
+mod limits;
 mod python_client;
 mod scale;
 mod startup_security;
