@@ -504,6 +504,7 @@ pub fn to_agent_message(m: ToAgent) -> pb::CoordinatorMessage {
 
 pub fn lookup_from_proto(r: pb::RamdiskLookupRequest) -> RamdiskLookup {
     RamdiskLookup {
+        agent: AgentId::new(r.agent_id.trim()),
         node_uuid: r.node_uuid,
         addresses: r.addresses,
     }

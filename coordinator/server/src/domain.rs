@@ -96,6 +96,8 @@ pub struct AgentJob {
 /// A deploy ramdisk's lookup, relayed by its agent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RamdiskLookup {
+    /// The relaying agent: only nodes placed on it are found.
+    pub agent: AgentId,
     /// Optional; when given, the MACs are not looked at.
     pub node_uuid: String,
     /// MACs as the ramdisk sent them.

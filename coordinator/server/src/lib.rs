@@ -49,6 +49,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod link;
+pub mod logsafe;
 pub mod metrics;
 pub mod security;
 

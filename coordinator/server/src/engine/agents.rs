@@ -97,11 +97,17 @@ impl Engine {
         session: u64,
         update: JobUpdate,
     ) {
-        if let Some(a) = self.agents.get_mut(agent)
-            && a.session.as_ref().is_some_and(|(s, _)| *s == session)
-        {
-            a.last_seen_ms = now_ms();
-        }
+        let current = self
+            .agents
+            .get_mut(agent)
+            .filter(|a| a.session.as_ref().is_some_and(|(s, _)| *s == session));
+        let Some(a) = current else {
+            // A stream the engine already closed (or never opened): the agent re-sends
+            // its finished results with its next hello.
+            tracing::warn!(agent = %agent, node = %crate::logsafe::clean(&update.node_uuid), "job update from a closed session ignored");
+            return;
+        };
+        a.last_seen_ms = now_ms();
         self.job_update(b, agent, update);
     }
 
@@ -336,17 +342,25 @@ impl Engine {
 
     fn job_update(&mut self, b: &mut Batch, agent: &AgentId, u: JobUpdate) {
         let Ok(uuid) = Uuid::parse_str(&u.node_uuid) else {
-            tracing::warn!(agent = %agent, node = %u.node_uuid, "job update with a bad node uuid ignored");
+            tracing::warn!(agent = %agent, node = %crate::logsafe::clean(&u.node_uuid), "job update with a bad node uuid ignored");
             return;
         };
         let Ok(job_id) = Uuid::parse_str(&u.job_id) else {
-            tracing::warn!(agent = %agent, node = %uuid, job = %u.job_id, "job update with a bad job id ignored");
+            tracing::warn!(agent = %agent, node = %uuid, job = %crate::logsafe::clean(&u.job_id), "job update with a bad job id ignored");
             return;
         };
         let Some(node) = self.cache.get(&uuid) else {
             tracing::debug!(agent = %agent, node = %uuid, job = %job_id, "update for a node with no work under way ignored");
             return;
         };
+        if node.status.agent.as_ref() != Some(agent) {
+            // Only the agent a node is placed on may report its jobs: one share's agent
+            // must not be able to finish another share's work.
+            tracing::warn!(agent = %agent, node = %uuid, job = %job_id,
+                placed = ?node.status.agent.as_ref().map(ToString::to_string),
+                "job update refused: the node is not placed on this agent");
+            return;
+        }
         if node.status.job.map(|j| j.job_id) != Some(job_id) {
             tracing::debug!(agent = %agent, node = %uuid, job = %job_id, "update for a superseded job ignored");
             return;

@@ -30,11 +30,13 @@ impl Engine {
     }
 
     pub(super) fn lookup(&self, req: &RamdiskLookup) -> Result<RamdiskNode, ServerError> {
+        // Only nodes in flight on the relaying agent: another share's agent learns
+        // nothing, and unknown, idle and elsewhere-placed nodes get the same answer.
         let allowed = |n: &Node| {
             matches!(
                 n.status.provision_state,
                 ProvisionState::Deploying | ProvisionState::WaitCallback
-            )
+            ) && n.status.agent.as_ref() == Some(&req.agent)
         };
         let mut found: Option<&Node> = None;
         if !req.node_uuid.is_empty() {
@@ -83,6 +85,13 @@ impl Engine {
                 node: uuid.to_string(),
             });
         };
+        if node.status.agent.as_ref() != Some(&req.agent) {
+            tracing::warn!(node = %uuid, agent = %req.agent, placed = ?node.status.agent.as_ref().map(ToString::to_string),
+                "ramdisk heartbeat refused: relayed by an agent the node is not placed on");
+            return Err(ServerError::BadAgentToken {
+                node: uuid.to_string(),
+            });
+        }
         let ok = node
             .status
             .agent_token

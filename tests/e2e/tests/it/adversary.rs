@@ -182,3 +182,229 @@ async fn three_hundred_slow_clients_are_cut_off_while_a_deploy_completes() -> an
     f.shutdown().await;
     result
 }
+
+/// A plain coordinator process on loopback (no TLS: the agent ids are then taken on
+/// trust, which is the most an agent with one valid certificate gets anyway).
+struct BareCoordinator {
+    child: tokio::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl BareCoordinator {
+    async fn start() -> anyhow::Result<Self> {
+        use tokio::io::AsyncBufReadExt as _;
+        let dir = tempfile::tempdir()?;
+        let mut child =
+            tokio::process::Command::new(testkit::default_bin_dir()?.join("coordinator"))
+                .args([
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--callback-timeout",
+                    "10m",
+                    "--data-dir",
+                ])
+                .arg(dir.path())
+                .env("COORDINATOR_LOG", "warn")
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await??
+            .unwrap_or_default();
+        let addr = first
+            .trim()
+            .strip_prefix("coordinator listening on ")
+            .ok_or_else(|| anyhow::anyhow!("unexpected first line {first:?}"))?
+            .to_string();
+        Ok(Self {
+            child,
+            url: format!("http://{addr}"),
+            _dir: dir,
+        })
+    }
+
+    async fn channel(&self) -> anyhow::Result<tonic::transport::Channel> {
+        Ok(tonic::transport::Channel::from_shared(self.url.clone())?
+            .connect()
+            .await?)
+    }
+}
+
+impl Drop for BareCoordinator {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn node(i: u8) -> vmedia_proto::v1::CreateNodeRequest {
+    vmedia_proto::v1::CreateNodeRequest {
+        name: format!("victim-{i}"),
+        driver_info: [
+            ("irmc_address", format!("10.9.0.{i}")),
+            ("irmc_username", "admin".into()),
+            ("irmc_password", "bmc-secret".into()),
+            ("deploy_iso", "deploy.iso".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+        instance_info: [
+            ("image_source", "http://127.0.0.1:1/image.raw"),
+            ("image_checksum", "0123456789abcdef0123456789abcdef"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        macs: vec![format!("52:54:00:09:00:{i:02x}")],
+        ..Default::default()
+    }
+}
+
+async fn states(
+    nodes: &mut vmedia_proto::v1::nodes_client::NodesClient<tonic::transport::Channel>,
+    uuids: &[String],
+) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for u in uuids {
+        let n = nodes
+            .get_node(vmedia_proto::v1::GetNodeRequest { node: u.clone() })
+            .await?
+            .into_inner();
+        out.push(n.provision_state);
+    }
+    Ok(out)
+}
+
+async fn wait_states(
+    nodes: &mut vmedia_proto::v1::nodes_client::NodesClient<tonic::transport::Channel>,
+    uuids: &[String],
+    want: &str,
+) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if states(nodes, uuids).await?.iter().all(|s| s == want) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("nodes not {want}: {:?}", states(nodes, uuids).await?)
+}
+
+/// A second share agent reports a deploy step of a node placed on the first as
+/// succeeded, and relays a ramdisk lookup for it: the coordinator refuses both, and the
+/// node stays where its own agent left it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_agents_forged_result_is_refused() -> anyhow::Result<()> {
+    use testkit::agentlink::fake_agent::{AgentBehaviour, FakeAgent};
+    use vmedia_proto::v1 as pb;
+
+    let c = BareCoordinator::start().await?;
+    // The victim's agent: its deploys hang in PrepareRamdisk, so nothing moves unless
+    // someone else reports.
+    let mut a = AgentBehaviour::new("agent-a", 8);
+    a.stall_deploys = true;
+    let victim_agent = FakeAgent::connect(c.channel().await?, a).await;
+    let mut nodes = pb::nodes_client::NodesClient::new(c.channel().await?);
+    let mut uuids = Vec::new();
+    for i in 1..=2 {
+        uuids.push(nodes.create_node(node(i)).await?.into_inner().uuid);
+    }
+    for (verb, state) in [
+        ("manage", "manageable"),
+        ("provide", "available"),
+        ("deploy", "deploying"),
+    ] {
+        nodes
+            .bulk_set_provision_state(pb::BulkSetProvisionStateRequest {
+                nodes: uuids.clone(),
+                selector: None,
+                target: verb.into(),
+            })
+            .await?;
+        wait_states(&mut nodes, &uuids, state).await?;
+    }
+    // The job ids the victim's agent holds (the attacker is assumed to know them).
+    let mut jobs: Vec<(String, String)> = Vec::new();
+    for _ in 0..100 {
+        jobs = victim_agent
+            .stats
+            .lock()
+            .map_err(|_| anyhow::anyhow!("stats poisoned"))?
+            .jobs
+            .iter()
+            .filter(|(_, _, k)| *k == "prepare_ramdisk")
+            .map(|(n, j, _)| (n.clone(), j.clone()))
+            .collect();
+        if jobs.len() == uuids.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::ensure!(jobs.len() == uuids.len(), "the victim agent got {jobs:?}");
+
+    // The attacker: a second agent with a session of its own.
+    let (up, up_rx) = tokio::sync::mpsc::unbounded_channel::<pb::AgentMessage>();
+    up.send(pb::AgentMessage {
+        msg: Some(pb::agent_message::Msg::Hello(pb::AgentHello {
+            agent_id: "agent-rogue".into(),
+            version: "test".into(),
+            capacity: 1,
+            http_url: "http://127.0.0.1:1".into(),
+            ..Default::default()
+        })),
+    })?;
+    let mut link = pb::agent_link_client::AgentLinkClient::new(c.channel().await?);
+    let mut down = link.session(tokio_stream_from(up_rx)).await?.into_inner();
+    let welcome = down.message().await?;
+    anyhow::ensure!(
+        matches!(
+            welcome.and_then(|m| m.msg),
+            Some(pb::coordinator_message::Msg::Welcome(_))
+        ),
+        "the rogue agent was not welcomed"
+    );
+    for (node_uuid, job_id) in &jobs {
+        up.send(pb::AgentMessage {
+            msg: Some(pb::agent_message::Msg::JobUpdate(pb::JobUpdate {
+                job_id: job_id.clone(),
+                node_uuid: node_uuid.clone(),
+                state: pb::JobState::Succeeded as i32,
+                ..Default::default()
+            })),
+        })?;
+    }
+    // A relayed lookup for the victims by MAC finds nothing for this agent.
+    let lookup = link
+        .ramdisk_lookup(pb::RamdiskLookupRequest {
+            agent_id: "agent-rogue".into(),
+            addresses: vec!["52:54:00:09:00:01".into()],
+            node_uuid: String::new(),
+        })
+        .await;
+    anyhow::ensure!(
+        lookup
+            .as_ref()
+            .is_err_and(|s| s.code() == tonic::Code::NotFound),
+        "a lookup relayed by another share's agent answered: {lookup:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let now = states(&mut nodes, &uuids).await?;
+    anyhow::ensure!(
+        now.iter().all(|s| s == "deploying"),
+        "a forged result moved the victims: {now:?}"
+    );
+    drop(up);
+    drop(victim_agent);
+    Ok(())
+}
+
+fn tokio_stream_from(
+    rx: tokio::sync::mpsc::UnboundedReceiver<vmedia_proto::v1::AgentMessage>,
+) -> impl futures::Stream<Item = vmedia_proto::v1::AgentMessage> {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) })
+}
