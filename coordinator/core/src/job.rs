@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
-use crate::mix::mix64;
+use crate::machine::JobIdKey;
 use crate::node::{JobKind, NodeSpec, NodeStatus};
 use crate::secret::Secret;
 use crate::{CoreError, MachineConfig, PowerState};
@@ -300,17 +300,22 @@ pub fn bmc_target(spec: &NodeSpec) -> Result<BmcTarget, CoreError> {
     })
 }
 
-/// A fresh, reproducible job id: a 128-bit mix of (node uuid, node creation time,
-/// per-node job counter), stamped as an RFC 9562 version-8 ("custom") UUID. Mixing
-/// in the creation time keeps ids distinct when a node is deleted and re-created
-/// with the same uuid while an agent still remembers the old ids.
-pub(crate) fn job_uuid(node: Uuid, created_at_ms: i64, seq: u64) -> Uuid {
-    let (hi, lo) = node.as_u64_pair();
-    let a = mix64(hi ^ mix64(lo ^ mix64(seq ^ mix64(created_at_ms as u64))));
-    let b = mix64(a ^ 0x9e37_79b9_7f4a_7c15 ^ seq.rotate_left(32));
+/// A job id: the first 128 bits of SHA-256 over (the coordinator's job-id key, node uuid,
+/// node creation time, per-node job counter), stamped as an RFC 9562 version-8
+/// ("custom") UUID. Without the key nobody can compute a node's job ids from what they
+/// can see; with the same key the id is reproducible (the machine's tests). Mixing in
+/// the creation time keeps ids distinct when a node is deleted and re-created with the
+/// same uuid while an agent still remembers the old ids.
+pub(crate) fn job_uuid(key: &JobIdKey, node: Uuid, created_at_ms: i64, seq: u64) -> Uuid {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(key.0);
+    h.update(node.as_bytes());
+    h.update(created_at_ms.to_be_bytes());
+    h.update(seq.to_be_bytes());
+    let digest = h.finalize();
     let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&a.to_be_bytes());
-    bytes[8..].copy_from_slice(&b.to_be_bytes());
+    bytes.copy_from_slice(&digest[..16]);
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
@@ -374,5 +379,24 @@ pub(crate) fn build_job(
             action: PowerAction::Status,
         },
         JobKind::BmcInfo => JobSpec::BmcInfo,
+    }
+}
+
+#[cfg(test)]
+mod job_id_tests {
+    use super::{JobIdKey, job_uuid};
+    use uuid::Uuid;
+
+    #[test]
+    fn job_ids_depend_on_the_key() {
+        let node = Uuid::from_u128(0x1234);
+        let a = JobIdKey([1; 32]);
+        let b = JobIdKey([2; 32]);
+        assert_eq!(job_uuid(&a, node, 5, 1), job_uuid(&a, node, 5, 1));
+        assert_ne!(job_uuid(&a, node, 5, 1), job_uuid(&b, node, 5, 1));
+        assert_ne!(job_uuid(&a, node, 5, 1), job_uuid(&a, node, 5, 2));
+        assert_ne!(job_uuid(&a, node, 5, 1), job_uuid(&a, node, 6, 1));
+        assert_eq!(job_uuid(&a, node, 5, 1).get_version_num(), 8);
+        assert_eq!(format!("{a:?}"), "JobIdKey(******)");
     }
 }

@@ -55,7 +55,7 @@ pub use job::{
     AuthMethod, BmcTarget, BmcTransport, JobOutputs, JobResult, JobSpec, PowerAction, TlsVerify,
     bmc_target,
 };
-pub use machine::{Action, Event, MachineConfig, Transition, resume_job, step};
+pub use machine::{Action, Event, JobIdKey, MachineConfig, Transition, resume_job, step};
 pub use node::{DeployStep, JobIntent, JobKind, Node, NodeId, NodeSpec, NodeStatus};
 pub use placement::{
     AgentView, CandidateView, Cidr, Loads, Placement, PlacementConfig, PlacementNode, Rebalance,

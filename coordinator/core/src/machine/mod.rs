@@ -26,6 +26,20 @@ pub struct MachineConfig {
     pub automated_clean: bool,
     /// Attempts for a job whose failure the agent marked retryable (1 = no retry).
     pub max_attempts: u32,
+    /// Secret mixed into every job id, so that nobody who knows a node's uuid and
+    /// history can compute its job ids. Random per coordinator process; job ids are
+    /// persisted with their intent, so a restart never needs the old key.
+    pub job_id_key: JobIdKey,
+}
+
+/// The job-id key: 32 bytes, never printed.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct JobIdKey(pub [u8; 32]);
+
+impl std::fmt::Debug for JobIdKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobIdKey(******)")
+    }
 }
 
 impl Default for MachineConfig {
@@ -35,6 +49,7 @@ impl Default for MachineConfig {
             job_timeout_ms: 3_600_000,
             automated_clean: false,
             max_attempts: 3,
+            job_id_key: JobIdKey::default(),
         }
     }
 }

@@ -79,7 +79,12 @@ impl Machine<'_> {
     fn issue(&mut self, kind: JobKind, attempt: u32, step: DeployStep) {
         self.s.job_seq += 1;
         let intent = JobIntent {
-            job_id: job_uuid(self.uuid(), self.s.created_at_ms, self.s.job_seq),
+            job_id: job_uuid(
+                &self.cfg.job_id_key,
+                self.uuid(),
+                self.s.created_at_ms,
+                self.s.job_seq,
+            ),
             kind,
             attempt,
         };

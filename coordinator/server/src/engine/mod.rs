@@ -137,6 +137,7 @@ impl Engine {
             callback_timeout_ms: cfg.callback_timeout.as_millis() as i64,
             job_timeout_ms: cfg.job_timeout.as_millis() as i64,
             automated_clean: cfg.automated_clean,
+            job_id_key: coordinator_core::JobIdKey(rand::random()),
             ..MachineConfig::default()
         };
         let drained: BTreeSet<AgentId> = store
