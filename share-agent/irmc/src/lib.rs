@@ -90,7 +90,7 @@ pub use config::{
     AuthMethod, BmcConfig, DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Scheme, Secret, TlsVerify,
     Transport,
 };
-pub use error::{Ctx, IrmcError};
+pub use error::{Ctx, IrmcError, scrub_bmc_text};
 pub use ipmi::{IpmiClient, IpmiSettings};
 pub use wire::{
     BootMode, BootPersistence, BootTarget, MediaKind, MediaLocation, MediaView, Opcode,

@@ -35,6 +35,10 @@ pub enum CommandStatus {
     Other(String),
 }
 
+/// Largest reply accepted from a ramdisk. IPA's biggest, the command list after a
+/// deploy, is a few tens of KB.
+pub const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
+
 /// Reads `command_status` / `command_error` of a result object.
 pub fn command_status(result: &Value) -> CommandStatus {
     match result.get("command_status").and_then(Value::as_str) {
@@ -89,11 +93,14 @@ impl RamdiskClient {
     }
 
     fn err(&self, op: &str, reason: impl Into<String>, transient: bool) -> AgentError {
+        // The reason may quote the ramdisk's own text: it must not carry the token back
+        // (a hostile ramdisk can echo the request), control characters or a novel.
+        let reason = irmc::scrub_bmc_text(&reason.into(), &[self.token.expose()]);
         AgentError::Ramdisk {
             node: self.node.clone(),
             bmc: self.bmc.clone(),
             operation: op.to_string(),
-            reason: reason.into(),
+            reason,
             transient,
         }
     }
@@ -104,9 +111,21 @@ impl RamdiskClient {
         self.err(op, e.without_url().to_string(), transient)
     }
 
-    async fn read_json(&self, op: &str, resp: reqwest::Response) -> Result<Value, AgentError> {
+    async fn read_json(&self, op: &str, mut resp: reqwest::Response) -> Result<Value, AgentError> {
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| self.transport(op, e))?;
+        // Bounded: a ramdisk (or whoever answers at its call-back URL) must not be able
+        // to make the agent buffer an endless reply.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport(op, e))? {
+            if body.len() + chunk.len() > MAX_REPLY_BYTES {
+                return Err(self.err(
+                    op,
+                    format!("reply larger than {MAX_REPLY_BYTES} bytes"),
+                    false,
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
         if !status.is_success() {
             let text = serde_json::from_slice::<Value>(&body)
                 .ok()

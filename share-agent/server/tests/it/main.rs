@@ -7,6 +7,7 @@ mod common;
 mod cost;
 mod failures;
 mod full_deploy;
+mod hostile_ramdisk;
 mod prepare_ramdisk;
 mod ramdisk;
 mod startup;
