@@ -192,7 +192,7 @@ async fn lookup(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct HeartbeatBody {
     #[serde(default)]
     callback_url: Option<String>,
@@ -204,6 +204,62 @@ struct HeartbeatBody {
     agent_verify_ca: Option<String>,
 }
 
+/// A ramdisk heartbeat, parsed and checked.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Where the ramdisk's API listens; empty when not sent.
+    pub callback_url: String,
+    /// The agent token (never logged).
+    pub agent_token: String,
+    /// The ramdisk's version, as it says.
+    pub agent_version: String,
+    /// The ramdisk's self-signed CA (automatic TLS), when it sent one.
+    pub agent_verify_ca: Option<String>,
+}
+
+/// Why a heartbeat body was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeartbeatRefusal {
+    /// The body is not a heartbeat; the text is the client-facing reason.
+    Invalid(String),
+    /// No (or an empty) agent token.
+    NoToken,
+}
+
+/// Parses a heartbeat body (empty = an empty object) and checks it as Ironic does: JSON
+/// object, a call-back URL with an http or https scheme, a token.
+pub fn parse_heartbeat(body: &[u8]) -> Result<Heartbeat, HeartbeatRefusal> {
+    let hb: HeartbeatBody = if body.is_empty() {
+        HeartbeatBody::default()
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| HeartbeatRefusal::Invalid(format!("Invalid heartbeat body: {e}")))?
+    };
+    let callback_url = hb.callback_url.unwrap_or_default();
+    if !callback_url.is_empty()
+        && !(callback_url.starts_with("http://") || callback_url.starts_with("https://"))
+    {
+        let shown: String = callback_url
+            .chars()
+            .take(200)
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        return Err(HeartbeatRefusal::Invalid(format!(
+            "Invalid callback_url {shown:?}: the scheme must be http or https"
+        )));
+    }
+    let agent_token = hb
+        .agent_token
+        .filter(|t| !t.is_empty())
+        .ok_or(HeartbeatRefusal::NoToken)?;
+    Ok(Heartbeat {
+        callback_url,
+        agent_token,
+        agent_version: hb.agent_version.unwrap_or_default(),
+        agent_verify_ca: hb.agent_verify_ca,
+    })
+}
+
 async fn heartbeat(
     State(st): State<HttpState>,
     Path(uuid): Path<String>,
@@ -213,48 +269,34 @@ async fn heartbeat(
     if !version_ok(&headers) {
         return not_found();
     }
-    let hb: HeartbeatBody = if body.is_empty() {
-        HeartbeatBody {
-            callback_url: None,
-            agent_token: None,
-            agent_version: None,
-            agent_verify_ca: None,
+    let hb = match parse_heartbeat(&body) {
+        Ok(hb) => hb,
+        Err(HeartbeatRefusal::Invalid(text)) => {
+            return ironic_error(StatusCode::BAD_REQUEST, "Client", &text);
         }
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => {
-                return ironic_error(
-                    StatusCode::BAD_REQUEST,
-                    "Client",
-                    &format!("Invalid heartbeat body: {e}"),
-                );
-            }
+        Err(HeartbeatRefusal::NoToken) => {
+            let node: String = uuid
+                .chars()
+                .take(64)
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            tracing::warn!(node = %node, "heartbeat rejected: no agent token");
+            return ironic_error(
+                StatusCode::BAD_REQUEST,
+                "Client",
+                "Invalid or missing agent token received.",
+            );
         }
     };
-    let callback_url = hb.callback_url.unwrap_or_default();
-    if !callback_url.is_empty() && !callback_url.starts_with("http") {
-        return ironic_error(
-            StatusCode::BAD_REQUEST,
-            "Client",
-            &format!("Invalid callback_url {callback_url:?}: the scheme must be http or https"),
-        );
-    }
-    let Some(token) = hb.agent_token.filter(|t| !t.is_empty()) else {
-        tracing::warn!(node = %uuid, "heartbeat rejected: no agent token");
-        return ironic_error(
-            StatusCode::BAD_REQUEST,
-            "Client",
-            "Invalid or missing agent token received.",
-        );
-    };
+    let callback_url = hb.callback_url;
+    let token = hb.agent_token;
     let mut link = st.link.client();
     let req = pb::RamdiskHeartbeatRequest {
         agent_id: st.agent_id.clone(),
         node_uuid: uuid.clone(),
         callback_url,
         agent_token: token,
-        agent_version: hb.agent_version.unwrap_or_default(),
+        agent_version: hb.agent_version,
     };
     match link.ramdisk_heartbeat(req).await {
         Ok(_) => {
