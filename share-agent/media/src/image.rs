@@ -111,7 +111,8 @@ impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ImageRef::ShareFile(p) => f.write_str(p),
-            ImageRef::Http(u) => write!(f, "{u}"),
+            // Shown in errors and logs: without user info or query (credentials).
+            ImageRef::Http(u) => f.write_str(&crate::cache::redact_url(u)),
             ImageRef::Glance(id) => write!(f, "glance://{id}"),
         }
     }

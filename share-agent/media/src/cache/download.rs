@@ -26,6 +26,34 @@ pub fn redact_url(u: &Url) -> String {
     u.to_string()
 }
 
+/// The key a reference is known by in the index and in the sidecars, which sit on the
+/// share that BMCs read: the reference itself, unless it carries user info or a query
+/// (a password, a signed URL), in which case its SHA-256.
+pub(super) fn reference_key(canonical: &str) -> String {
+    use sha2::Digest as _;
+    let url = canonical.strip_prefix("url:").unwrap_or(canonical);
+    let secretive = Url::parse(url)
+        .map(|u| !u.username().is_empty() || u.password().is_some() || u.query().is_some())
+        .unwrap_or(false);
+    if secretive {
+        format!(
+            "sha256:{}",
+            hex_lower(&sha2::Sha256::digest(canonical.as_bytes()))
+        )
+    } else {
+        canonical.to_string()
+    }
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Longest wait for the next bytes of a download before it is given up.
+const STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// Most redirects followed for a request that carries the Glance token.
+const MAX_TOKEN_REDIRECTS: usize = 5;
+
 /// A short, safe file extension from the last path segment of `name` (e.g. `.iso`).
 fn extension_of(name: &str) -> String {
     let last = name.rsplit('/').next().unwrap_or("");
@@ -123,16 +151,15 @@ impl ImageCache {
                 }
             };
         let shown = redact_url(&url);
-        let mut req = self.cfg.http.get(url);
-        if let Some(t) = &token {
-            req = req.header("X-Auth-Token", t.expose());
-        }
         let http_err = |e: reqwest::Error| MediaError::Http {
             op: "download image",
             url: shown.clone(),
             reason: e.without_url().to_string(),
         };
-        let mut resp = req.send().await.map_err(http_err)?;
+        let mut resp = match &token {
+            Some(t) => self.send_with_token(url, t, None).await.map_err(http_err)?,
+            None => self.cfg.http.get(url).send().await.map_err(http_err)?,
+        };
         if !resp.status().is_success() {
             return Err(MediaError::Http {
                 op: "download image",
@@ -141,6 +168,9 @@ impl ImageCache {
             });
         }
         let size_hint = expected_size.or(resp.content_length());
+        // Without a size, a source that never ends must not fill the share: nothing
+        // larger than the whole cache can be cached anyway.
+        let cap = size_hint.unwrap_or(self.cfg.max_bytes);
 
         let dir = self.cache_dir();
         if let Some(size) = size_hint {
@@ -154,13 +184,31 @@ impl ImageCache {
                 .map_err(|e| MediaError::io("create", &tmp, e))?;
             let mut hasher = ContentHasher::new(&expected);
             let mut size = 0u64;
-            while let Some(chunk) = resp.chunk().await.map_err(http_err)? {
+            loop {
+                let next = tokio::time::timeout(STALL_TIMEOUT, resp.chunk())
+                    .await
+                    .map_err(|_| MediaError::Http {
+                        op: "download image",
+                        url: shown.clone(),
+                        reason: format!(
+                            "no data for {}s after {size} bytes",
+                            STALL_TIMEOUT.as_secs()
+                        ),
+                    })?;
+                let Some(chunk) = next.map_err(http_err)? else {
+                    break;
+                };
                 size += chunk.len() as u64;
-                if size_hint.is_some_and(|s| size > s) {
+                if size > cap {
                     return Err(MediaError::Http {
                         op: "download image",
                         url: shown.clone(),
-                        reason: "more bytes than announced".into(),
+                        reason: match size_hint {
+                            Some(_) => "more bytes than announced".into(),
+                            None => format!(
+                                "no size announced and more than the cache's max_bytes ({cap}) sent"
+                            ),
+                        },
                     });
                 }
                 f.write_all(&chunk)
@@ -242,12 +290,7 @@ impl ImageCache {
             reason,
         };
         let resp = self
-            .cfg
-            .http
-            .get(url)
-            .header("X-Auth-Token", g.token.expose())
-            .header("Accept", "application/json")
-            .send()
+            .send_with_token(url, &g.token, Some("application/json"))
             .await
             .map_err(|e| err(e.without_url().to_string()))?;
         if !resp.status().is_success() {
@@ -258,6 +301,54 @@ impl ImageCache {
             .await
             .map_err(|e| err(e.without_url().to_string()))?;
         serde_json::from_slice(&body).map_err(|e| err(format!("bad JSON: {e}")))
+    }
+}
+
+impl ImageCache {
+    /// GET `url` with the Glance token. Redirects within the same origin keep the token;
+    /// a redirect to another origin (an object store's signed URL, say) is followed
+    /// without it, by the ordinary client.
+    async fn send_with_token(
+        &self,
+        mut url: Url,
+        token: &secret::Secret,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        for _ in 0..=MAX_TOKEN_REDIRECTS {
+            let mut req = self
+                .token_http
+                .get(url.clone())
+                .header("X-Auth-Token", token.expose());
+            if let Some(a) = accept {
+                req = req.header("Accept", a);
+            }
+            let resp = req.send().await?;
+            if !resp.status().is_redirection() {
+                return Ok(resp);
+            }
+            let Some(next) = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| url.join(l).ok())
+            else {
+                return Ok(resp);
+            };
+            if next.origin() != url.origin() {
+                let mut req = self.cfg.http.get(next);
+                if let Some(a) = accept {
+                    req = req.header("Accept", a);
+                }
+                return req.send().await;
+            }
+            url = next;
+        }
+        // Too many same-origin redirects: the last answer is the error the caller shows.
+        self.token_http
+            .get(url)
+            .header("X-Auth-Token", token.expose())
+            .send()
+            .await
     }
 }
 

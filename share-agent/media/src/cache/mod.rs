@@ -109,6 +109,9 @@ pub struct CacheStats {
 #[derive(Debug)]
 pub struct ImageCache {
     cfg: CacheConfig,
+    /// Sends requests that carry the Glance token: it follows no redirect itself, so
+    /// the token never travels to another origin (see `download::send_with_token`).
+    token_http: reqwest::Client,
     state: Mutex<State>,
     fetch_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     downloads: AtomicU64,
@@ -124,8 +127,18 @@ impl ImageCache {
     /// Open the cache (creating its directory) and adopt images recorded by sidecars.
     pub fn new(cfg: CacheConfig) -> Result<Self, MediaError> {
         let state = State::load(&cfg.share_root.join(cfg.dir.trim_matches('/')))?;
+        let token_http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| MediaError::Http {
+                op: "build the Glance HTTP client",
+                url: String::new(),
+                reason: e.to_string(),
+            })?;
         Ok(ImageCache {
             cfg,
+            token_http,
             state: Mutex::new(state),
             fetch_locks: Mutex::new(HashMap::new()),
             downloads: AtomicU64::new(0),
@@ -260,7 +273,9 @@ impl ImageCache {
         checksum: Option<&Checksum>,
         user: &str,
     ) -> Result<CachedImage, MediaError> {
-        let canonical = r.canonical();
+        // The key the cache knows the reference by, in memory and in the sidecars on the
+        // (exported) share: a URL with credentials in it is known by its hash only.
+        let canonical = download::reference_key(&r.canonical());
         // One download per reference: later callers wait here and then find the entry.
         let ref_lock = lock(&self.fetch_locks)
             .entry(canonical.clone())

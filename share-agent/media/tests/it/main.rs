@@ -3,6 +3,7 @@
 //! stay in `tests/`.
 
 mod cache;
+mod cache_hostile;
 mod common;
 mod fat_mtools;
 mod iso;
