@@ -236,9 +236,8 @@ pub fn parse_heartbeat(body: &[u8]) -> Result<Heartbeat, HeartbeatRefusal> {
             .map_err(|e| HeartbeatRefusal::Invalid(format!("Invalid heartbeat body: {e}")))?
     };
     let callback_url = hb.callback_url.unwrap_or_default();
-    if !callback_url.is_empty()
-        && !(callback_url.starts_with("http://") || callback_url.starts_with("https://"))
-    {
+    let scheme_ok = callback_url.starts_with("http://") || callback_url.starts_with("https://");
+    if !callback_url.is_empty() && !scheme_ok {
         let shown: String = callback_url
             .chars()
             .take(200)
