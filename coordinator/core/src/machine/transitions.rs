@@ -354,7 +354,23 @@ impl Machine<'_> {
                 P::Deploying,
                 DeployStep::PrepareRamdisk | DeployStep::WriteImage | DeployStep::PrepareInstance,
             ) => {
-                self.s.callback_url = Some(callback_url);
+                // The first authenticated heartbeat pins the ramdisk's address: whoever
+                // holds the token later cannot point the deploy at another "ramdisk".
+                match self.s.callback_url.as_deref() {
+                    Some(pinned) if !pinned.is_empty() => {
+                        if !callback_url.is_empty() && callback_url != pinned {
+                            return Err(CoreError::invalid(
+                                "callback_url",
+                                format!(
+                                    "node {} already heartbeats from another address; a changed call-back URL is refused while it deploys",
+                                    self.uuid()
+                                ),
+                            ));
+                        }
+                    }
+                    _ if !callback_url.is_empty() => self.s.callback_url = Some(callback_url),
+                    _ => {}
+                }
             }
             (state, _) => {
                 return Err(CoreError::UnexpectedEvent {

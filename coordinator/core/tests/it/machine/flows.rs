@@ -624,3 +624,34 @@ mod random_walks {
         }
     }
 }
+
+#[test]
+fn the_first_heartbeat_pins_the_callback_url() {
+    let cfg = MachineConfig::default();
+    let hb = |url: &str| Event::Heartbeat {
+        callback_url: url.into(),
+    };
+    let mut s = st(P::Deploying, S::WriteImage, Some(K::WriteImage));
+    s.callback_url = Some("http://10.0.0.5:9999".into());
+    // The same address, or none: accepted, nothing changes.
+    for same in ["http://10.0.0.5:9999", ""] {
+        let t = step(&s, &spec(), hb(same), NOW, &cfg).unwrap();
+        assert_eq!(
+            t.status.callback_url.as_deref(),
+            Some("http://10.0.0.5:9999")
+        );
+    }
+    // Another address: refused, and the pinned one stays.
+    let e = step(&s, &spec(), hb("http://10.6.6.6:9999"), NOW, &cfg).unwrap_err();
+    assert!(
+        matches!(e, CoreError::Invalid { ref field, .. } if field == "callback_url"),
+        "{e}"
+    );
+    // Nothing pinned yet (a heartbeat without an address earlier): the first one pins.
+    s.callback_url = None;
+    let t = step(&s, &spec(), hb("http://10.0.0.7:9999"), NOW, &cfg).unwrap();
+    assert_eq!(
+        t.status.callback_url.as_deref(),
+        Some("http://10.0.0.7:9999")
+    );
+}
