@@ -60,6 +60,23 @@ async fn vmedia_peak_rss(args: &[&str]) -> anyhow::Result<(std::process::Output,
     Ok((out, rss))
 }
 
+/// Whether `tool` runs; without it the test says so loudly, and fails under CI.
+fn have(tool: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} is missing; scripts/setup.sh installs it"
+        );
+        eprintln!("SKIPPED: {tool} is not installed; run scripts/setup.sh");
+    }
+    found
+}
+
 fn require_gnu_time() -> bool {
     if std::path::Path::new("/usr/bin/time").exists() {
         return true;
@@ -407,4 +424,114 @@ fn tokio_stream_from(
     rx: tokio::sync::mpsc::UnboundedReceiver<vmedia_proto::v1::AgentMessage>,
 ) -> impl futures::Stream<Item = vmedia_proto::v1::AgentMessage> {
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) })
+}
+
+/// Someone who reads a node's agent token off the share (the parameter image) waits for
+/// the real ramdisk's first heartbeat and then heartbeats with the token, naming a
+/// call-back URL of their own: the heartbeat is refused, and the deploy finishes with the
+/// real ramdisk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stolen_token_after_the_first_heartbeat_is_refused() -> anyhow::Result<()> {
+    use vmedia_proto::v1 as pb;
+    if !have("mtype") {
+        return Ok(());
+    }
+    let (mut spec, _dir) = e2e::spec(1, 1)?;
+    // Slow BMC answers keep the node deploying for a while after the heartbeat.
+    spec.sim_args
+        .extend(["--fault".into(), "latency=400ms".into()]);
+    let f = e2e::start(spec).await?;
+    let result = async {
+        let uuids = f.enroll_all().await?;
+        f.make_available(&uuids, e2e::SETTLE, |_, _| {}).await?;
+        let uuid = uuids[0].clone();
+        let mut watch = f
+            .nodes_client()
+            .await?
+            .watch(pb::WatchRequest {
+                node: uuid.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        f.bulk(&uuids, "deploy").await?;
+        // The thief reads the token from the parameter image on the share.
+        let params = testkit::share_dir(&f.spec.work_dir, 1)
+            .join("nodes")
+            .join(&uuid)
+            .join("params.img");
+        let mut token = None;
+        for _ in 0..600 {
+            if params.is_file() {
+                let out = std::process::Command::new("mtype")
+                    .arg("-i")
+                    .arg(&params)
+                    .arg("::parameters.txt")
+                    .output()?;
+                let text = String::from_utf8_lossy(&out.stdout).to_string();
+                token = text
+                    .split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("ipa-agent-token="))
+                    .map(str::to_string);
+                if token.is_some() {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let token = token.ok_or_else(|| anyhow::anyhow!("no token found on the share"))?;
+        // Wait for the real ramdisk's first heartbeat: wait call-back, then deploying.
+        let mut waited = false;
+        loop {
+            let ev = tokio::time::timeout(e2e::SETTLE, watch.message())
+                .await??
+                .ok_or_else(|| anyhow::anyhow!("watch ended"))?;
+            if ev.provision_state == "wait call-back" {
+                waited = true;
+            } else if waited && ev.provision_state == "deploying" {
+                break;
+            } else if ev.provision_state == "active" || ev.provision_state.ends_with("failed") {
+                anyhow::bail!("the node ended {} before the theft", ev.provision_state);
+            }
+        }
+        let agent = *f
+            .agent_http
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("no agent"))?;
+        let resp = reqwest::Client::new()
+            .post(format!("http://{agent}/v1/heartbeat/{uuid}"))
+            .header("X-OpenStack-Ironic-API-Version", "1.68")
+            .json(&serde_json::json!({
+                "callback_url": "http://127.0.0.1:9/",
+                "agent_token": token,
+                "agent_version": "13.0.0",
+            }))
+            .send()
+            .await?;
+        let status = resp.status();
+        let body = resp.text().await?;
+        anyhow::ensure!(
+            status == reqwest::StatusCode::BAD_REQUEST,
+            "the thief's heartbeat got {status}: {body}"
+        );
+        anyhow::ensure!(!body.contains(&token), "the reply echoes the token");
+        let nodes = testkit::wait_until(
+            &f.coordinator_url(),
+            &f.access,
+            e2e::SETTLE,
+            |n| n.provision_state == "active" || testkit::is_failed(n),
+            |_| {},
+        )
+        .await?;
+        anyhow::ensure!(
+            nodes[0].provision_state == "active",
+            "the node ended {} ({})",
+            nodes[0].provision_state,
+            nodes[0].last_error
+        );
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    f.shutdown().await;
+    result
 }
