@@ -13,4 +13,5 @@ mod ha_failover;
 mod metrics;
 mod security;
 mod single_node;
+mod stock_ipa;
 mod watch_failover;
