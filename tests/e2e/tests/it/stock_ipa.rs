@@ -505,6 +505,10 @@ async fn stock_ipa_whole_disk_deploy() -> Result<()> {
             "IPA never ran its clock sync: shim calls {calls:?}"
         );
         ensure!(
+            calls.lines().any(|l| l.starts_with("hwclock")),
+            "IPA never wrote the hardware clock (before powering off): shim calls {calls:?}"
+        );
+        ensure!(
             !calls.lines().any(|l| l.starts_with("reboot")),
             "IPA asked for a reboot: shim calls {calls:?}"
         );
@@ -721,6 +725,7 @@ async fn stock_ipa_accepts_partition_image_info() -> Result<()> {
             ("ephemeral_format", serde_json::json!(EPHEMERAL_FORMAT)),
             ("preserve_ephemeral", serde_json::json!(false)),
             ("boot_mode", serde_json::json!("uefi")),
+            ("disk_label", serde_json::json!("gpt")),
             ("configdrive", serde_json::json!(true)),
         ];
         for (k, v) in want {
@@ -741,6 +746,14 @@ async fn stock_ipa_accepts_partition_image_info() -> Result<()> {
                 "IPA cannot use the config drive we send as a config-2 ISO: {}",
                 verdict["configdrive"]
             )),
+        }
+        // Real IPA's own verdict on the same step, when it has come to one.
+        let ipa_log = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = ipa_log
+            .lines()
+            .find(|l| l.contains("Command failed: prepare_image"))
+        {
+            problems.push(format!("the running IPA says: {}", line.trim()));
         }
         ensure!(
             problems.is_empty(),
