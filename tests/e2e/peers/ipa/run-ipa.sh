@@ -16,7 +16,7 @@
 # "ignoring request"), and /proc/sysrq-trigger is masked with /dev/null in this mount
 # namespace wherever it exists. With VMEDIA_IPA_POWER_OFF_URL set, the poweroff shim
 # turns the simulated server off through that URL (the simulator's control API), as a
-# real poweroff turns the machine off. Host-changing helpers of IPA's generic hardware
+# real poweroff turns the machine off. Host-changing tools of IPA's generic hardware
 # manager (udevadm, modprobe, mdadm, multipathd, iscsistart) are shims too.
 set -euo pipefail
 VENV=$1 CMDLINE=$2 CONFIG=$3 WORKDIR=$4
