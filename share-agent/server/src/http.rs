@@ -248,6 +248,14 @@ async fn heartbeat(
             "Invalid or missing agent token received.",
         );
     };
+    // Jobs the coordinator sends for this heartbeat wait for its certificate.
+    let carries_ca = hb
+        .agent_verify_ca
+        .as_deref()
+        .is_some_and(|p| p.contains("BEGIN CERTIFICATE"));
+    if carries_ca {
+        st.heartbeats.ca_in_flight(&uuid, true);
+    }
     let mut link = st.link.client();
     let req = pb::RamdiskHeartbeatRequest {
         agent_id: st.agent_id.clone(),
@@ -256,7 +264,8 @@ async fn heartbeat(
         agent_token: token,
         agent_version: hb.agent_version.unwrap_or_default(),
     };
-    match link.ramdisk_heartbeat(req).await {
+    let relayed = link.ramdisk_heartbeat(req).await;
+    let reply = match relayed {
         Ok(_) => {
             // Kept only once the coordinator accepted the token, so a stranger
             // cannot plant a certificate for a node.
@@ -274,7 +283,11 @@ async fn heartbeat(
             tracing::warn!(node = %uuid, code = ?s.code(), reason = %s.message(), "heartbeat rejected by the coordinator");
             status_to_response(&s)
         }
+    };
+    if carries_ca {
+        st.heartbeats.ca_in_flight(&uuid, false);
     }
+    reply
 }
 
 /// A parsed `Range` header against a file of `len` bytes.

@@ -106,7 +106,8 @@ pub async fn write_image(ctx: &mut JobCtx, w: &pb::WriteImage) -> Result<(), Age
     let limit = Duration::from_secs(u64::from(w.timeout_s));
     let agent = ctx.agent.clone();
     let http = agent
-        .ramdisk_http_for(&ctx.node, &w.callback_url)
+        .ramdisk_http_ready(&ctx.node, &w.callback_url)
+        .await
         .map_err(|reason| AgentError::Ramdisk {
             node: ctx.node.clone(),
             bmc: ctx.bmc.clone(),

@@ -518,6 +518,10 @@ async fn stock_ipa_whole_disk_deploy() -> Result<()> {
             !agent_log.contains("forcing it"),
             "the share agent had to force the power off: IPA's own power off did not land"
         );
+        // Every job reached IPA at the first try (its auto-TLS certificate included).
+        if let Some(l) = agent_log.lines().find(|l| l.contains(" failed job=")) {
+            bail!("a share agent job failed on the way: {l}");
+        }
         // The simulated server then boots the written disk (after its boot delay).
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
