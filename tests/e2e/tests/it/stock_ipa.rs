@@ -308,6 +308,11 @@ async fn start_ipa(
     );
     let logs = f.spec.work_dir.join("logs");
     let proc = spawn_logged(cmd, "ironic-python-agent", &logs)?;
+    // IPA's request log prints the agent token: for this user's eyes only.
+    std::fs::set_permissions(
+        &proc.log,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )?;
     Ok((proc, IpaRun { dir, port }))
 }
 
