@@ -22,10 +22,11 @@ set -euo pipefail
 #   gdisk fdisk            sgdisk/sfdisk check partition tables written to disks
 #   nfs-ganesha nfs-ganesha-vfs rpcbind   a real NFS server for the share tests
 #   time                   GNU time measures the peak memory of a process facing a hostile peer
+#   qemu-utils parted      stock ironic-python-agent runs qemu-img and parted when it writes a disk
 PKGS=(mtools dosfstools xorriso isolinux syslinux-common grub-efi-amd64-bin grub-common
       qemu-system-x86 ovmf busybox-static cpio samba smbclient postgresql python3-venv
       ipmitool openipmi prometheus ca-certificates curl chromium chromium-driver
-      tgt libiscsi-bin cloud-init gdisk fdisk nfs-ganesha nfs-ganesha-vfs rpcbind time)
+      tgt libiscsi-bin cloud-init gdisk fdisk nfs-ganesha nfs-ganesha-vfs rpcbind time qemu-utils parted)
 
 missing=()
 for p in "${PKGS[@]}"; do

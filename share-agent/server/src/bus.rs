@@ -86,6 +86,10 @@ pub struct HeartbeatBus {
     /// `agent_verify_ca` of each ramdisk that sent one (IPA auto-TLS): the
     /// PEM its command API's self-signed certificate verifies against.
     cas: Mutex<HashMap<String, String>>,
+    /// Nodes with a certificate-carrying heartbeat on its way to the coordinator:
+    /// the certificate is stored only once the coordinator accepts the heartbeat,
+    /// but the coordinator may already have sent a job for it.
+    cas_in_flight: Mutex<HashMap<String, usize>>,
 }
 
 impl HeartbeatBus {
@@ -105,8 +109,30 @@ impl HeartbeatBus {
 
     /// Remembers the certificate a node's ramdisk presented in its heartbeat.
     pub fn set_ca(&self, node: &str, pem: String) {
+        // The first accepted certificate is kept, as the call-back URL is pinned: a
+        // later heartbeat (a stolen token) cannot swap in a certificate of its own.
         let mut m = self.cas.lock().unwrap_or_else(|e| e.into_inner());
-        m.insert(node.to_string(), pem);
+        m.entry(node.to_string()).or_insert(pem);
+    }
+
+    /// A heartbeat of `node` carrying a certificate is being relayed (`true`) or
+    /// its relay is over (`false`; the certificate was stored or refused).
+    pub fn ca_in_flight(&self, node: &str, in_flight: bool) {
+        let mut m = self.cas_in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if in_flight {
+            *m.entry(node.to_string()).or_default() += 1;
+        } else if let Some(n) = m.get_mut(node) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(node);
+            }
+        }
+    }
+
+    /// Whether a certificate-carrying heartbeat of `node` is being relayed.
+    pub fn ca_pending(&self, node: &str) -> bool {
+        let m = self.cas_in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        m.contains_key(node)
     }
 
     /// The certificate of a node's ramdisk, if it sent one.
@@ -146,5 +172,19 @@ mod tests {
         assert!(p.get(&t1).is_some());
         p.unpublish(&t1);
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn certificates_in_flight_are_counted_per_node() {
+        let b = HeartbeatBus::default();
+        assert!(!b.ca_pending("n1"));
+        b.ca_in_flight("n1", true);
+        b.ca_in_flight("n1", true);
+        b.ca_in_flight("n1", false);
+        assert!(b.ca_pending("n1"), "one relay still in flight");
+        assert!(!b.ca_pending("n2"));
+        b.ca_in_flight("n1", false);
+        b.ca_in_flight("n1", false);
+        assert!(!b.ca_pending("n1"));
     }
 }

@@ -289,6 +289,14 @@ async fn heartbeat(
     };
     let callback_url = hb.callback_url;
     let token = hb.agent_token;
+    // Jobs the coordinator sends for this heartbeat wait for its certificate.
+    let carries_ca = hb
+        .agent_verify_ca
+        .as_deref()
+        .is_some_and(|p| p.contains("BEGIN CERTIFICATE"));
+    if carries_ca {
+        st.heartbeats.ca_in_flight(&uuid, true);
+    }
     let mut link = st.link.client();
     let req = pb::RamdiskHeartbeatRequest {
         agent_id: st.agent_id.clone(),
@@ -297,7 +305,8 @@ async fn heartbeat(
         agent_token: token,
         agent_version: hb.agent_version,
     };
-    match link.ramdisk_heartbeat(req).await {
+    let relayed = link.ramdisk_heartbeat(req).await;
+    let reply = match relayed {
         Ok(_) => {
             // Kept only once the coordinator accepted the token, so a stranger
             // cannot plant a certificate for a node.
@@ -315,7 +324,11 @@ async fn heartbeat(
             tracing::warn!(node = %uuid, code = ?s.code(), reason = %s.message(), "heartbeat rejected by the coordinator");
             status_to_response(&s)
         }
+    };
+    if carries_ca {
+        st.heartbeats.ca_in_flight(&uuid, false);
     }
+    reply
 }
 
 /// A parsed `Range` header against a file of `len` bytes.

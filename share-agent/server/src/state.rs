@@ -15,6 +15,10 @@ use tokio::sync::Semaphore;
 use vmedia_proto::v1 as pb;
 
 use crate::bus::{HeartbeatBus, Publications};
+
+/// Longest wait for a ramdisk certificate whose heartbeat is being relayed (the
+/// relay is one coordinator round trip).
+const RAMDISK_CA_SETTLE: Duration = Duration::from_secs(10);
 use crate::config::Config;
 use crate::metrics::AgentMetrics;
 use crate::registry::{JobRegistry, UpdateSink};
@@ -180,6 +184,25 @@ impl Agent {
             .tls_certs_only(certs)
             .build()
             .map_err(|e| format!("cannot build an HTTPS client for agent_verify_ca: {e}"))
+    }
+
+    /// [`Self::ramdisk_http_for`] once the ramdisk's certificate has settled. The
+    /// coordinator can send a job for a heartbeat before this agent has stored the
+    /// `agent_verify_ca` that heartbeat carried (it is stored only once the
+    /// coordinator accepted the heartbeat), so while such a heartbeat is being
+    /// relayed this waits for it, polling, for at most `RAMDISK_CA_SETTLE`.
+    pub async fn ramdisk_http_ready(
+        &self,
+        node: &str,
+        callback_url: &str,
+    ) -> Result<reqwest::Client, String> {
+        if callback_url.trim().starts_with("https://") {
+            let deadline = tokio::time::Instant::now() + RAMDISK_CA_SETTLE;
+            while self.heartbeats.ca_pending(node) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        self.ramdisk_http_for(node, callback_url)
     }
 
     /// Free bytes on the share (0 when it cannot be read).

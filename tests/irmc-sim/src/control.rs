@@ -9,10 +9,12 @@
 //! | `POST /faults` | body `{"spec":"node=3,hang"}`: applied like `--fault` |
 //! | `POST /nodes/{i}/agent` | body `{"connected":true}`: the ServerView agent flag (soft power needs it) |
 //! | `POST /nodes/{i}/power` | body `{"action":"on"\|"off"\|"reset"\|"cycle"}` |
+//! | `GET /nodes/{i}/ramdisk-params` | `{"node":i,"params":{...}}`: with `--external-ramdisk`, the parameters the booted deploy ISO hands the real ramdisk (404 while none runs) |
 //! | `GET /counters` | `{"total":{...},"nodes":{"0":{...}}}` |
 //! | `POST /counters/reset` | zero all counters |
 //!
-//! Secrets never appear: media passwords serialise as `******`.
+//! Secrets never appear, with one exception: media passwords serialise as `******`; the
+//! agent token reaches only the external ramdisk's launcher, through `ramdisk-params`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -136,6 +138,16 @@ async fn handle(
                     &serde_json::to_value(view(&shared, &n)).unwrap_or(Value::Null),
                 )
             }
+            (&Method::GET, ["nodes", i, "ramdisk-params"]) => {
+                let n = node_of(i)?;
+                match n.state().external_ramdisk_params {
+                    Some(p) => reply(StatusCode::OK, &json!({"node": n.index(), "params": p})),
+                    None => err(
+                        StatusCode::NOT_FOUND,
+                        format!("node {} runs no external deploy ramdisk", n.index()),
+                    ),
+                }
+            }
             (&Method::POST, ["nodes", i, "faults"]) => {
                 let n = node_of(i)?;
                 let v = json_body()?;
@@ -218,7 +230,7 @@ async fn handle(
                 | ["faults"]
                 | ["counters", "reset"],
             )
-            | (_, ["nodes", _, "faults" | "agent" | "power"]) => {
+            | (_, ["nodes", _, "faults" | "agent" | "power" | "ramdisk-params"]) => {
                 err(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             }
             _ => err(StatusCode::NOT_FOUND, "not found"),

@@ -115,6 +115,12 @@ struct Args {
     /// With --boot: the deploy ramdisk's agent API port on each node address.
     #[arg(long, requires = "boot")]
     ipa_port: Option<u16>,
+    /// With --boot: run no simulated deploy ramdisk; a real one started outside (stock
+    /// ironic-python-agent) takes its place. The CD boot is checked as usual and its
+    /// parameters are served at `GET /nodes/{i}/ramdisk-params` (control API); with
+    /// --disk-dir, `node-<i>.img` there is the disk the real ramdisk writes.
+    #[arg(long, requires = "boot")]
+    external_ramdisk: bool,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -132,6 +138,7 @@ fn boot_hook(args: &Args) -> Result<irmc_sim::boot::SimBoot> {
         cfg.boot_delay = d;
     }
     cfg.disk_dir = args.disk_dir.clone();
+    cfg.external_ramdisk = args.external_ramdisk;
     if args.download_limit.is_some() {
         cfg.timing.bandwidth = args.download_limit;
     }

@@ -363,6 +363,12 @@ pub struct NodeState {
     pub last_boot: Option<BootOutcome>,
     /// Free-form facts the boot code publishes (e.g. "ipa_callback_url").
     pub labels: BTreeMap<String, String>,
+    /// With an external deploy ramdisk (`--external-ramdisk`): the parameters the booted
+    /// deploy ISO hands it (command line merged with `parameters.txt`), while it runs. They
+    /// hold the agent token, so they are never serialised (not in the control API's node
+    /// view, not in the state file); `GET /nodes/{i}/ramdisk-params` alone returns them.
+    #[serde(skip)]
+    pub external_ramdisk_params: Option<BTreeMap<String, String>>,
     pub counters: RequestCounters,
 }
 
@@ -533,6 +539,7 @@ impl NodeHandle {
             s.power = PowerState::Off;
             s.os_running = false;
             s.ramdisk_running = false;
+            s.external_ramdisk_params = None;
             s.serverview_agent = false;
         }
         self.ctx.hook.on_power_off(self.clone());
@@ -548,6 +555,7 @@ impl NodeHandle {
                 let mut s = self.lock();
                 s.os_running = false;
                 s.ramdisk_running = false;
+                s.external_ramdisk_params = None;
                 s.serverview_agent = false;
             }
             self.ctx.hook.on_power_off(self.clone());

@@ -60,6 +60,24 @@ pub fn image_info(node: &str, w: &pb::WriteImage, url: &str) -> Value {
     info
 }
 
+/// The `node` argument of the ramdisk's deploy commands. Ironic sends the whole node
+/// (`node.as_dict()`); IPA reads the boot mode from `instance_info.deploy_boot_mode`
+/// (else the `boot_mode` capability) and derives the partition table from it (UEFI ->
+/// GPT) when it writes a partition image. Without them IPA falls back to the mode its own
+/// ramdisk booted in.
+pub fn ramdisk_node(node: &str, w: &pb::WriteImage) -> Value {
+    let mode = if w.boot_mode == "bios" {
+        "bios"
+    } else {
+        "uefi"
+    };
+    json!({
+        "uuid": node,
+        "instance_info": {"deploy_boot_mode": mode},
+        "properties": {"capabilities": format!("boot_mode:{mode}")},
+    })
+}
+
 fn checksum(ctx: &JobCtx, w: &pb::WriteImage) -> Result<Option<Checksum>, AgentError> {
     if !w.os_hash_algo.is_empty() && !w.os_hash_value.is_empty() {
         return Checksum::from_os_hash(&w.os_hash_algo, &w.os_hash_value)
@@ -88,7 +106,8 @@ pub async fn write_image(ctx: &mut JobCtx, w: &pb::WriteImage) -> Result<(), Age
     let limit = Duration::from_secs(u64::from(w.timeout_s));
     let agent = ctx.agent.clone();
     let http = agent
-        .ramdisk_http_for(&ctx.node, &w.callback_url)
+        .ramdisk_http_ready(&ctx.node, &w.callback_url)
+        .await
         .map_err(|reason| AgentError::Ramdisk {
             node: ctx.node.clone(),
             bmc: ctx.bmc.clone(),
@@ -162,7 +181,7 @@ async fn conversation(
     let steps = ramdisk
         .command(
             "deploy.get_deploy_steps",
-            json!({"node": {"uuid": ctx.node}, "ports": []}),
+            json!({"node": ramdisk_node(&ctx.node, w), "ports": []}),
             true,
             COMMAND_TIMEOUT,
         )
@@ -203,7 +222,7 @@ async fn conversation(
     ramdisk
         .command(
             "deploy.execute_deploy_step",
-            json!({"step": step, "node": {"uuid": ctx.node}, "ports": [], "deploy_version": versions}),
+            json!({"step": step, "node": ramdisk_node(&ctx.node, w), "ports": [], "deploy_version": versions}),
             false,
             COMMAND_TIMEOUT,
         )
@@ -347,5 +366,19 @@ mod tests {
         assert_eq!(v["stream_raw_images"], true);
         assert_eq!(v["node_uuid"], "n1");
         assert!(v.get("image_type").is_none());
+    }
+
+    #[test]
+    fn ramdisk_node_carries_the_boot_mode() {
+        let w = pb::WriteImage {
+            boot_mode: "bios".into(),
+            ..Default::default()
+        };
+        let n = ramdisk_node("n1", &w);
+        assert_eq!(n["uuid"], "n1");
+        assert_eq!(n["instance_info"]["deploy_boot_mode"], "bios");
+        assert_eq!(n["properties"]["capabilities"], "boot_mode:bios");
+        let uefi = ramdisk_node("n1", &pb::WriteImage::default());
+        assert_eq!(uefi["instance_info"]["deploy_boot_mode"], "uefi");
     }
 }

@@ -62,7 +62,8 @@ async fn power_off(ctx: &mut JobCtx, callback_url: &str, token: &str) -> Result<
         ctx.progress("asking the ramdisk to power off").await;
         let http = ctx
             .agent
-            .ramdisk_http_for(&ctx.node, callback_url)
+            .ramdisk_http_ready(&ctx.node, callback_url)
+            .await
             .map_err(|reason| AgentError::Ramdisk {
                 node: ctx.node.clone(),
                 bmc: ctx.bmc.clone(),

@@ -14,4 +14,5 @@ mod ha_failover;
 mod metrics;
 mod security;
 mod single_node;
+mod stock_ipa;
 mod watch_failover;

@@ -10,6 +10,14 @@
 //!   the ramdisk boot delay and run the simulated deploy ramdisk ([`crate::ramdisk`]).
 //! - **HDD** or no override: boot the local disk. It must hold a completely written image
 //!   whose hash matches what the ramdisk recorded; then the node reports "OS running".
+//! - **External ramdisk** ([`BootConfig::external_ramdisk`]): a real deploy ramdisk (stock
+//!   ironic-python-agent, started by a test) plays the node's ramdisk. The firmware part
+//!   is the same (the ISO must boot in the node's mode, the parameter image is read and
+//!   merged), then the node shows `ramdisk_stage=external` and the merged parameters at
+//!   `GET /nodes/{i}/ramdisk-params` until it powers off; no simulated ramdisk runs. The
+//!   node's disk is the file `disk_dir/node-<index>.img` the real ramdisk writes (through
+//!   a loop device); booting from disk then needs a partition table on it and reports
+//!   the sha256 of the whole file.
 //! - Anything that goes wrong is recorded as the boot outcome (visible in the node state and
 //!   the control API, and logged), power stays on, and the node never calls back.
 //!
@@ -130,6 +138,8 @@ pub struct BootConfig {
     pub ipa_port: u16,
     /// smbclient back end options.
     pub smb: SmbOptions,
+    /// Leave the deploy ramdisk to a real one outside the simulator (see the module docs).
+    pub external_ramdisk: bool,
 }
 
 impl Default for BootConfig {
@@ -140,6 +150,7 @@ impl Default for BootConfig {
             timing: RamdiskTiming::realistic(),
             ipa_port: ramdisk::DEFAULT_PORT,
             smb: SmbOptions::default(),
+            external_ramdisk: false,
         }
     }
 }
@@ -472,6 +483,47 @@ pub async fn boot_disk(node: &NodeHandle, snap: &BootSnapshot) -> Result<String,
     Ok(want)
 }
 
+/// The local disk as the firmware sees it: the simulated ramdisk's record, or with an
+/// external ramdisk the disk file it wrote.
+async fn boot_local_disk(
+    node: &NodeHandle,
+    snap: &BootSnapshot,
+    cfg: &BootConfig,
+) -> Result<String, BootError> {
+    match (&cfg.disk_dir, cfg.external_ramdisk) {
+        (Some(dir), true) if snap.disk.sha256.is_none() => {
+            let path = dir.join(format!("node-{}.img", node.index()));
+            let fail = |reason: String| BootError::NoBootDevice {
+                node: node.index(),
+                bmc: IpAddr::V4(node.address()),
+                reason,
+            };
+            let p2 = path.clone();
+            tokio::task::spawn_blocking(move || external_disk(&p2))
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                .map_err(|e| fail(format!("disk {}: {e}", path.display())))
+        }
+        _ => boot_disk(node, snap).await,
+    }
+}
+
+/// sha256 of a disk file written by an external ramdisk, when it holds a partition table
+/// (an MBR or protective-MBR boot signature), as firmware needs to boot it.
+fn external_disk(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut mbr = [0u8; 512];
+    f.read_exact(&mut mbr)
+        .map_err(|e| format!("cannot read the first sector: {e}"))?;
+    if mbr[510..] != [0x55, 0xaa] {
+        return Err("local disk holds no partition table (no boot signature)".into());
+    }
+    hash_file(path)
+        .map(|(sha, _)| sha)
+        .map_err(|e| e.to_string())
+}
+
 async fn boot(node: NodeHandle, snap: BootSnapshot, cfg: Arc<BootConfig>, client: reqwest::Client) {
     let generation = snap.generation;
     let index = node.index();
@@ -521,6 +573,15 @@ async fn boot(node: NodeHandle, snap: BootSnapshot, cfg: Arc<BootConfig>, client
             if !node.is_current(generation) {
                 return;
             }
+            if cfg.external_ramdisk {
+                node.update(|s| {
+                    s.ramdisk_running = true;
+                    s.external_ramdisk_params = Some(params);
+                    s.labels.insert("ramdisk_stage".into(), "external".into());
+                });
+                tracing::info!(node = index, bmc = %bmc, "deploy ramdisk left to an external ramdisk");
+                return;
+            }
             node.update(|s| s.ramdisk_running = true);
             let disk = match &cfg.disk_dir {
                 Some(d) => DiskTarget::File(d.join(format!("node-{index}.img"))),
@@ -550,7 +611,7 @@ async fn boot(node: NodeHandle, snap: BootSnapshot, cfg: Arc<BootConfig>, client
                 fail(&node, generation, "cd", "ramdisk", &e);
             }
         }
-        BootTarget::Hdd | BootTarget::None => match boot_disk(&node, &snap).await {
+        BootTarget::Hdd | BootTarget::None => match boot_local_disk(&node, &snap, &cfg).await {
             Ok(sha) => {
                 tokio::time::sleep(cfg.boot_delay).await;
                 if !node.is_current(generation) {

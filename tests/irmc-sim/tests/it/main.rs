@@ -4,6 +4,7 @@ mod boot_support;
 mod ipmitool;
 mod support;
 
+mod boot_external;
 mod boot_failures;
 mod boot_media;
 mod boot_samba;
