@@ -194,12 +194,9 @@ impl Api {
                 ),
             });
         }
-        self.store
-            .delete_node(node.uuid())
-            .await
-            .map_err(|e| ServerError::store("delete node", node.uuid(), e))?;
+        let uuid = node.uuid();
         self.engine
-            .tell("delete node", Cmd::Forget { uuid: node.uuid() })
+            .call("delete node", |reply| Cmd::Delete { uuid, reply })
             .await
     }
 

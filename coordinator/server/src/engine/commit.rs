@@ -1,7 +1,8 @@
 //! Commit and side effects: one event at a time through the state machine into a
-//! [`Batch`], then ONE store write for the whole batch, then the jobs, events and replies.
+//! [`Batch`], then ONE store write for the whole batch (row by row when the store refuses
+//! the batch, so that one bad row costs only its own node), then the jobs, events and replies.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::handle::Reply;
 use super::{Engine, lock, now_ms, queue_position, queue_positions};
@@ -111,6 +112,56 @@ impl Engine {
         }
     }
 
+    /// Rows the store did not write: drop their in-memory changes (reload what the store
+    /// has), fail their callers, and keep their side effects from happening. Everything
+    /// else in the batch goes ahead.
+    async fn discard_failed(&mut self, b: &mut Batch, failed: &HashMap<Uuid, String>) {
+        for (uuid, e) in failed {
+            tracing::error!(node = %uuid, error = %e, "status commit failed; the node's change is discarded");
+            self.evict(uuid);
+            if let Ok(Some(n)) = self.store.get_node(&NodeId::Uuid(*uuid)).await {
+                self.set_placed(*uuid, n.status.agent.as_ref());
+                if n.status.in_flight() {
+                    self.insert_cache(n);
+                }
+            }
+        }
+        b.sends.retain(|(_, msg)| match msg {
+            ToAgent::Job(j) => !failed.contains_key(&j.node),
+            ToAgent::Cancel { node, .. } => !failed.contains_key(node),
+            ToAgent::Welcome { .. } => true,
+        });
+        b.emits.retain(|u| !failed.contains_key(u));
+        let any = failed.iter().next().map(|(u, e)| (*u, e.clone()));
+        let replies = std::mem::take(&mut b.replies);
+        for r in replies {
+            let err = |node: String, detail: &str| ServerError::Commit {
+                node,
+                detail: detail.to_string(),
+            };
+            match r {
+                PendingReply::Node(uuid, tx) => match failed.get(&uuid) {
+                    Some(e) => {
+                        let _ = tx.send(Err(err(uuid.to_string(), e)));
+                    }
+                    None => b.replies.push(PendingReply::Node(uuid, tx)),
+                },
+                // A bulk or unit reply cannot say which node failed: it fails as a whole,
+                // so the caller retries (the verbs are idempotent).
+                PendingReply::Bulk(_, tx) => {
+                    if let Some((u, e)) = &any {
+                        let _ = tx.send(Err(err(u.to_string(), e)));
+                    }
+                }
+                PendingReply::Unit(tx) => {
+                    if let Some((u, e)) = &any {
+                        let _ = tx.send(Err(err(u.to_string(), e)));
+                    }
+                }
+            }
+        }
+    }
+
     /// Commits the batch, then performs its side effects.
     pub(super) async fn flush(&mut self, mut b: Batch) {
         if !b.dirty.is_empty() {
@@ -123,47 +174,40 @@ impl Engine {
             let written = self.store.update_statuses(&rows).await;
             self.metrics
                 .committed(rows.len(), t0.elapsed().as_secs_f64());
-            match written {
+            let failed: HashMap<Uuid, String> = match written {
                 Ok(versions) => {
                     for ((uuid, _, _), v) in rows.iter().zip(versions) {
                         if let Some(n) = self.cache.get_mut(uuid) {
                             n.version = v;
                         }
                     }
+                    HashMap::new()
                 }
-                Err(e) => {
-                    // Nothing was written: drop the in-memory changes (reload what the store
-                    // has), fail the callers, and do no side effect.
-                    tracing::error!(error = %e, nodes = rows.len(), "status commit failed; batch discarded");
-                    let text = e.to_string();
-                    for (uuid, _, _) in &rows {
-                        self.evict(uuid);
-                        if let Ok(Some(n)) = self.store.get_node(&NodeId::Uuid(*uuid)).await {
-                            self.set_placed(*uuid, n.status.agent.as_ref());
-                            if n.status.in_flight() {
-                                self.insert_cache(n);
+                // One row the store refuses (a node deleted or changed meanwhile) must not
+                // cost every other node its update: commit the rows one by one, and drop
+                // only what failed.
+                Err(e) if rows.len() > 1 => {
+                    tracing::warn!(error = %e, nodes = rows.len(), "status batch refused; committing its rows one by one");
+                    let mut failed = HashMap::new();
+                    for row in &rows {
+                        match self.store.update_statuses(std::slice::from_ref(row)).await {
+                            Ok(v) => {
+                                if let (Some(n), Some(v)) = (self.cache.get_mut(&row.0), v.first())
+                                {
+                                    n.version = *v;
+                                }
+                            }
+                            Err(e) => {
+                                failed.insert(row.0, e.to_string());
                             }
                         }
                     }
-                    for r in b.replies {
-                        let err = |node: String| ServerError::Commit {
-                            node,
-                            detail: text.clone(),
-                        };
-                        match r {
-                            PendingReply::Node(uuid, tx) => {
-                                let _ = tx.send(Err(err(uuid.to_string())));
-                            }
-                            PendingReply::Bulk(_, tx) => {
-                                let _ = tx.send(Err(err(format!("{} nodes", rows.len()))));
-                            }
-                            PendingReply::Unit(tx) => {
-                                let _ = tx.send(Err(err("-".to_owned())));
-                            }
-                        }
-                    }
-                    return;
+                    failed
                 }
+                Err(e) => rows.iter().map(|(u, _, _)| (*u, e.to_string())).collect(),
+            };
+            if !failed.is_empty() {
+                self.discard_failed(&mut b, &failed).await;
             }
         }
         for (agent, msg) in b.sends.drain(..) {

@@ -37,6 +37,13 @@ pub enum Cmd {
     Forget {
         uuid: Uuid,
     },
+    /// Delete a node the API found idle: the engine checks again against its own
+    /// (authoritative) view and deletes it from the store between two commits, so that
+    /// no running job or pending status write is orphaned.
+    Delete {
+        uuid: Uuid,
+        reply: Reply<()>,
+    },
     Hello {
         hello: Box<AgentHello>,
         tx: AgentTx,

@@ -249,6 +249,9 @@ impl Engine {
                 self.metrics.forget(&uuid);
                 self.forget(uuid);
             }
+            Cmd::Delete { uuid, reply } => {
+                let _ = reply.send(self.delete(b, uuid).await);
+            }
             Cmd::Explain { node, reply } => {
                 let _ = reply.send(Ok(self.explain(&node)));
             }

@@ -257,6 +257,35 @@ impl Engine {
     }
 
     /// The operator deleted a node (already gone from the store).
+    /// Deletes an idle node: refused while the engine has work under way for it (in
+    /// its cache, queued, or changed in the batch being built).
+    pub(super) async fn delete(&mut self, b: &Batch, uuid: Uuid) -> Result<(), ServerError> {
+        let busy = self
+            .cache
+            .get(&uuid)
+            .filter(|n| n.status.in_flight())
+            .map(|n| n.status.provision_state);
+        if let Some(state) = busy {
+            return Err(ServerError::NotAllowed {
+                what: format!(
+                    "Can not delete node \"{uuid}\" while it is in provision state \"{state}\"."
+                ),
+            });
+        }
+        if b.dirty_set.contains(&uuid) || lock(&self.queue).contains(&uuid) {
+            return Err(ServerError::NotAllowed {
+                what: format!("Can not delete node \"{uuid}\" while work on it is under way."),
+            });
+        }
+        self.store
+            .delete_node(uuid)
+            .await
+            .map_err(|e| ServerError::store("delete node", uuid, e))?;
+        self.metrics.forget(&uuid);
+        self.forget(uuid);
+        Ok(())
+    }
+
     pub(super) fn forget(&mut self, uuid: Uuid) {
         self.placed_in_queue.remove(&uuid);
         self.evict(&uuid);

@@ -36,6 +36,10 @@ impl Queue {
         );
     }
 
+    pub(super) fn contains(&self, uuid: &Uuid) -> bool {
+        self.entries.contains_key(uuid)
+    }
+
     pub(super) fn remove(&mut self, uuid: &Uuid) -> bool {
         match self.entries.remove(uuid) {
             Some(e) => {

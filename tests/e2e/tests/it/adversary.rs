@@ -205,7 +205,7 @@ async fn three_hundred_slow_clients_are_cut_off_while_a_deploy_completes() -> an
 struct BareCoordinator {
     child: tokio::process::Child,
     url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl BareCoordinator {
@@ -242,7 +242,7 @@ impl BareCoordinator {
         Ok(Self {
             child,
             url: format!("http://{addr}"),
-            _dir: dir,
+            dir,
         })
     }
 
@@ -534,4 +534,67 @@ async fn a_stolen_token_after_the_first_heartbeat_is_refused() -> anyhow::Result
     .await;
     f.shutdown().await;
     result
+}
+
+/// One node's row is changed behind the coordinator's back (another writer bumps its
+/// version) while six deploys wait on their first job: the batch that carries all six
+/// results is refused by the store for that one row, and the five other nodes still get
+/// their results committed and deploy to `active`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_row_does_not_lose_other_nodes_results() -> anyhow::Result<()> {
+    use testkit::agentlink::fake_agent::{AgentBehaviour, FakeAgent};
+    use vmedia_proto::v1 as pb;
+    if !have("python3") {
+        return Ok(());
+    }
+    let c = BareCoordinator::start().await?;
+    let mut a = AgentBehaviour::new("agent-a", 16);
+    // Long enough to change the row while the jobs run; equal, so the results arrive
+    // together and share a commit batch.
+    a.job_time = Duration::from_millis(2500);
+    let _agent = FakeAgent::connect(c.channel().await?, a).await;
+    let mut nodes = pb::nodes_client::NodesClient::new(c.channel().await?);
+    let mut uuids = Vec::new();
+    for i in 1..=6 {
+        uuids.push(nodes.create_node(node(i)).await?.into_inner().uuid);
+    }
+    for (verb, state) in [("manage", "manageable"), ("provide", "available")] {
+        nodes
+            .bulk_set_provision_state(pb::BulkSetProvisionStateRequest {
+                nodes: uuids.clone(),
+                selector: None,
+                target: verb.into(),
+            })
+            .await?;
+        wait_states(&mut nodes, &uuids, state).await?;
+    }
+    nodes
+        .bulk_set_provision_state(pb::BulkSetProvisionStateRequest {
+            nodes: uuids.clone(),
+            selector: None,
+            target: "deploy".into(),
+        })
+        .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The other writer: bump the victim's version in the coordinator's own database.
+    let victim = uuids[0].replace('-', "");
+    let db = c.dir.path().join("coordinator.sqlite");
+    let script = format!(
+        "import sqlite3\nc = sqlite3.connect({db:?}, timeout=30)\nc.execute(\"UPDATE nodes SET version = version + 1000 WHERE uuid = x'{victim}'\")\nc.commit()\nprint(c.total_changes)",
+        db = db.display().to_string()
+    );
+    let out = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .await?;
+    anyhow::ensure!(
+        String::from_utf8_lossy(&out.stdout).trim() == "1",
+        "the row was not changed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Everyone else deploys.
+    let others = &uuids[1..];
+    wait_states(&mut nodes, others, "active").await?;
+    Ok(())
 }
