@@ -356,19 +356,18 @@ impl Machine<'_> {
             ) => {
                 // The first authenticated heartbeat pins the ramdisk's address: whoever
                 // holds the token later cannot point the deploy at another "ramdisk".
-                match self.s.callback_url.as_deref() {
-                    Some(pinned) if !pinned.is_empty() => {
-                        if !callback_url.is_empty() && callback_url != pinned {
-                            return Err(CoreError::invalid(
-                                "callback_url",
-                                format!(
-                                    "node {} already heartbeats from another address; a changed call-back URL is refused while it deploys",
-                                    self.uuid()
-                                ),
-                            ));
-                        }
+                let pinned = self.s.callback_url.as_deref().filter(|p| !p.is_empty());
+                match pinned {
+                    Some(p) if !callback_url.is_empty() && callback_url != p => {
+                        return Err(CoreError::invalid(
+                            "callback_url",
+                            format!(
+                                "node {} already heartbeats from another address; a changed call-back URL is refused while it deploys",
+                                self.uuid()
+                            ),
+                        ));
                     }
-                    _ if !callback_url.is_empty() => self.s.callback_url = Some(callback_url),
+                    None if !callback_url.is_empty() => self.s.callback_url = Some(callback_url),
                     _ => {}
                 }
             }
