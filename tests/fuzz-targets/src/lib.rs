@@ -8,8 +8,11 @@
 
 use irmc_sim::boot::{cmdline, fat, iso};
 
+/// A target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target, by its name under `fuzz/fuzz_targets/` and `fuzz/corpus/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("scci_reply", scci_reply),
     ("report_xml", report_xml),
     ("settings_dump", settings_dump),
