@@ -90,7 +90,7 @@ impl Engine {
     }
 
     /// A job update: it also counts as a sign of life of its session.
-    pub(super) fn job_update_cmd(
+    pub(super) async fn job_update_cmd(
         &mut self,
         b: &mut Batch,
         agent: &AgentId,
@@ -102,7 +102,57 @@ impl Engine {
         {
             a.last_seen_ms = now_ms();
         }
+        let update = self.store_inventory(agent, update).await;
         self.job_update(b, agent, update);
+    }
+
+    /// An inspection's result: the inventory goes into the node's spec (properties merged,
+    /// ports added) BEFORE the state machine hears of it, so `manageable` after `inspecting`
+    /// always means the properties are stored. A failed write fails the inspection.
+    async fn store_inventory(&mut self, agent: &AgentId, mut u: JobUpdate) -> JobUpdate {
+        let Some(inv) = u.result.output.inventory.take() else {
+            return u;
+        };
+        if u.state != JobState::Succeeded {
+            return u;
+        }
+        let (Ok(uuid), Ok(job_id)) = (Uuid::parse_str(&u.node_uuid), Uuid::parse_str(&u.job_id))
+        else {
+            return u;
+        };
+        let Some(node) = self.cache.get(&uuid) else {
+            return u;
+        };
+        if node.status.job.map(|j| (j.job_id, j.kind)) != Some((job_id, core::JobKind::Inspect)) {
+            return u;
+        }
+        let mut spec = node.spec.clone();
+        core::merge_inventory(&mut spec, &inv);
+        if spec == node.spec {
+            return u;
+        }
+        match self.store.update_spec(uuid, &spec).await {
+            Ok(()) => {
+                tracing::info!(node = %uuid, agent = %agent, macs = spec.macs.len(), "inspection stored");
+                let status = node.status.clone();
+                let version = node.version;
+                self.evict(&uuid);
+                self.insert_cache(Node {
+                    spec,
+                    status,
+                    version,
+                });
+            }
+            Err(e) => {
+                u.state = JobState::Failed;
+                u.result.ok = false;
+                u.result.error = Some(format!(
+                    "node {uuid}: BMC {}: inspect hardware: the inventory could not be stored: {e}",
+                    spec.bmc_address().unwrap_or("<no irmc_address>")
+                ));
+            }
+        }
+        u
     }
 
     pub(super) fn session_closed(&mut self, agent: &AgentId, session: u64) {
