@@ -46,7 +46,7 @@ pub struct InterfaceCheck {
 
 /// The deploy check's line for a node without any port: the deploy ramdisk finds its
 /// node by MAC, so without one the deploy would only end at the call-back timeout.
-pub const NO_MAC_REASON: &str = "macs: the node has no port (MAC address), so the deploy ramdisk's lookup cannot find it; inspect it (`vmedia node inspect <node>`) or add a port (`vmedia node update <node> --mac aa:bb:cc:dd:ee:ff`)";
+pub const NO_MAC_REASON: &str = "macs: the node has no port (MAC address), so the deploy ramdisk's lookup cannot find it; inspect it (`vmedia node inspect <node>`) or add a port (`vmedia node set <node> --mac aa:bb:cc:dd:ee:ff`)";
 
 /// Drivers this system runs. `agent_irmc`/`iscsi_irmc` are Ironic's old classic
 /// driver names, accepted so imported nodes need no edit.
