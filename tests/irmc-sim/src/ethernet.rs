@@ -63,3 +63,13 @@ pub(crate) fn member(ip: Ipv4Addr, n: u8) -> Option<Value> {
         "Status": {"State": "Enabled", "Health": "OK"},
     }))
 }
+
+/// The collection document, as served (for clients' golden tests).
+pub fn collection_json() -> String {
+    collection().to_string()
+}
+
+/// Member `n` (from 1) of the node whose BMC is at `ip`, as served.
+pub fn member_json(ip: Ipv4Addr, n: u8) -> Option<String> {
+    member(ip, n).map(|v| v.to_string())
+}

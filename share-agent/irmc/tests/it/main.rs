@@ -6,5 +6,6 @@ mod client;
 mod common;
 mod ipmi;
 mod logs;
+mod inventory;
 mod measure;
 mod wire;

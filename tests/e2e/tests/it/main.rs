@@ -11,6 +11,7 @@ mod dashboard;
 mod demo_signals;
 mod ha_failover;
 mod metrics;
+mod power_inspect;
 mod security;
 mod single_node;
 mod watch_failover;
