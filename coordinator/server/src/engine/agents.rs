@@ -414,7 +414,16 @@ impl Engine {
             let _ = self.events.send(ev);
             return;
         }
-        let result = u.result;
+        let mut result = u.result;
+        if result.ok && result.output.inventory.take().is_some() {
+            // An inspection's result replayed in a hello (`known_jobs`): its inventory was
+            // not stored (that needs the async path of `job_update_cmd`), so inspect again.
+            result.ok = false;
+            result.retryable = true;
+            result.error = Some(format!(
+                "node {uuid}: inspect hardware: the result arrived with the agent's reconnection; inspecting again"
+            ));
+        }
         if let Err(e) = self.apply(b, uuid, Event::JobFinished { job_id, result }) {
             tracing::warn!(agent = %agent, node = %uuid, job = %job_id, error = %e, "job result not applied");
         }
