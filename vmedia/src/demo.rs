@@ -92,7 +92,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     // Every service gets a loopback metrics listener (open to this host only).
     spec.metrics = true;
     spec.sim_args = args.sim_args.clone();
-    spec.coordinator_args.extend(args.coordinator_args.iter().cloned());
+    spec.coordinator_args
+        .extend(args.coordinator_args.iter().cloned());
     spec.sim_args
         .extend(["--boot-delay".to_string(), "200ms".to_string()]);
     // The browser dashboard, on a loopback port.

@@ -454,10 +454,8 @@ pub(crate) fn build_job(
 pub fn merge_inventory(spec: &mut NodeSpec, inv: &Inventory) {
     for (k, v) in &inv.properties {
         if k == "capabilities" {
-            let merged = merge_capabilities(
-                spec.properties.get(k).map(String::as_str).unwrap_or(""),
-                v,
-            );
+            let merged =
+                merge_capabilities(spec.properties.get(k).map(String::as_str).unwrap_or(""), v);
             spec.properties.insert(k.clone(), merged);
         } else {
             spec.properties.insert(k.clone(), v.clone());

@@ -31,7 +31,11 @@ pub(crate) fn route(path: &str) -> Option<Route> {
     if path == COLLECTION {
         return Some(Route::EthernetInterfaces);
     }
-    let n: u8 = path.strip_prefix(COLLECTION)?.strip_prefix('/')?.parse().ok()?;
+    let n: u8 = path
+        .strip_prefix(COLLECTION)?
+        .strip_prefix('/')?
+        .parse()
+        .ok()?;
     Some(Route::EthernetInterface(n))
 }
 
@@ -49,7 +53,9 @@ pub(crate) fn collection() -> Value {
 }
 
 pub(crate) fn member(ip: Ipv4Addr, n: u8) -> Option<Value> {
-    let mac = macs(ip).get(usize::from(n).checked_sub(1)?)?.to_ascii_uppercase();
+    let mac = macs(ip)
+        .get(usize::from(n).checked_sub(1)?)?
+        .to_ascii_uppercase();
     Some(json!({
         "@odata.id": format!("{COLLECTION}/{n}"),
         "@odata.type": "#EthernetInterface.v1_6_0.EthernetInterface",

@@ -6,7 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
 
 use indicatif::ProgressBar;
-use vmedia_proto::v1::{BulkSetPowerStateRequest, NodeSelector, SetPowerStateRequest, WatchRequest};
+use vmedia_proto::v1::{
+    BulkSetPowerStateRequest, NodeSelector, SetPowerStateRequest, WatchRequest,
+};
 
 use super::verb::bar_style;
 use super::{BULK_CHUNK, VerbArgs, print_node};
@@ -99,7 +101,8 @@ pub(super) async fn power(c: &mut Clients, p: PowerArgs) -> anyhow::Result<ExitC
         accepted = 1;
         uuids.insert(n.uuid);
     } else if selector_used {
-        let bar = ProgressBar::new_spinner().with_message(format!("power {target}: selecting nodes"));
+        let bar =
+            ProgressBar::new_spinner().with_message(format!("power {target}: selecting nodes"));
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         let r = c
             .nodes

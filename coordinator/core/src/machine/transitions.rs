@@ -544,7 +544,12 @@ impl Machine<'_> {
             return;
         };
         if r.ok {
-            if self.s.last_error.as_deref().is_some_and(|e| e.starts_with("Failed to set the power state")) {
+            if self
+                .s
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("Failed to set the power state"))
+            {
                 self.s.last_error = None;
             }
         } else {
@@ -585,13 +590,19 @@ impl Machine<'_> {
             let what = if self.s.target_power_state.is_some() {
                 format!(
                     "the power action \"{}\" is still running",
-                    self.s.target_power_state.map_or("", PowerAction::ironic_name)
+                    self.s
+                        .target_power_state
+                        .map_or("", PowerAction::ironic_name)
                 )
             } else {
                 format!(
                     "it is in state \"{}\" with work under way ({})",
                     self.s.provision_state,
-                    if self.s.progress.is_empty() { "a job" } else { &self.s.progress }
+                    if self.s.progress.is_empty() {
+                        "a job"
+                    } else {
+                        &self.s.progress
+                    }
                 )
             };
             return Err(refuse(self, format!("{what}; try again when it is done")));
@@ -599,7 +610,11 @@ impl Machine<'_> {
         self.s.target_power_state = Some(action);
         if self.s.agent.is_some() {
             self.issue(JobKind::Power, 1, DeployStep::Power);
-            self.s.progress = format!("{} on share {}", action.ironic_name(), self.s.agent.as_ref().map_or("?", AgentId::as_str));
+            self.s.progress = format!(
+                "{} on share {}",
+                action.ironic_name(),
+                self.s.agent.as_ref().map_or("?", AgentId::as_str)
+            );
         } else {
             // Not placed yet: placement and admission first, then the job.
             self.enqueue(false);
@@ -616,7 +631,11 @@ impl Machine<'_> {
             return;
         }
         match before {
-            Some(want) if self.cfg.force_power_state_during_sync && self.idle() && self.s.agent.is_some() => {
+            Some(want)
+                if self.cfg.force_power_state_during_sync
+                    && self.idle()
+                    && self.s.agent.is_some() =>
+            {
                 let action = match want {
                     PowerState::On => PowerAction::On,
                     PowerState::Off => PowerAction::Off,

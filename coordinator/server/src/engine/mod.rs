@@ -249,9 +249,7 @@ impl Engine {
             Cmd::Verb { node, verb, reply } => {
                 self.verb_cmd(b, node, Event::Verb(verb), reply).await
             }
-            Cmd::Bulk { nodes, verb, reply } => {
-                self.bulk(b, nodes, Event::Verb(verb), reply).await
-            }
+            Cmd::Bulk { nodes, verb, reply } => self.bulk(b, nodes, Event::Verb(verb), reply).await,
             Cmd::Power {
                 node,
                 action,

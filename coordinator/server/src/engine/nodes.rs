@@ -230,7 +230,12 @@ impl Engine {
     }
 
     /// One operator event (a provision verb or a power action) on one node.
-    async fn verb(&mut self, b: &mut Batch, id: &NodeId, event: Event) -> Result<Uuid, ServerError> {
+    async fn verb(
+        &mut self,
+        b: &mut Batch,
+        id: &NodeId,
+        event: Event,
+    ) -> Result<Uuid, ServerError> {
         let uuid = self.ensure_cached(id).await?;
         let r = self.apply(b, uuid, event);
         if r.is_err() && !b.dirty_set.contains(&uuid) {

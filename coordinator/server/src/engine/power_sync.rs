@@ -22,9 +22,9 @@ use std::collections::HashMap;
 use coordinator_core::{self as core, AgentId, Event, NodeId, PowerState};
 use uuid::Uuid;
 
+use super::Engine;
 use super::agents::Health;
 use super::commit::Batch;
-use super::Engine;
 use crate::domain::{PowerReport, ToAgent};
 
 /// One agent's round.
@@ -77,7 +77,8 @@ impl Engine {
             .collect();
         for (agent, number) in live {
             let round = self.power_sync.rounds.entry(agent.clone()).or_default();
-            if round.todo.is_empty() && (round.started_ms == 0 || now - round.started_ms >= period_ms)
+            if round.todo.is_empty()
+                && (round.started_ms == 0 || now - round.started_ms >= period_ms)
             {
                 if round.started_ms != 0 && round.size > 0 {
                     tracing::debug!(agent = %agent, nodes = round.size, took_ms = now - round.started_ms, "power-state sync round done");
@@ -181,7 +182,9 @@ impl Engine {
             }
             Err(e) => tracing::warn!(node = %uuid, error = %e, "power report not applied"),
         }
-        if !b.dirty_set.contains(&uuid) && self.cache.get(&uuid).is_some_and(|n| !n.status.in_flight()) {
+        if !b.dirty_set.contains(&uuid)
+            && self.cache.get(&uuid).is_some_and(|n| !n.status.in_flight())
+        {
             self.evict(&uuid);
         }
     }

@@ -31,7 +31,8 @@ impl IrmcClient {
         for path in members {
             let reply = self.send(OP, Req::get(path)).await?;
             self.expect_success(OP, &reply, &[200])?;
-            if let Some(mac) = parse_ethernet_mac(&reply.text()).map_err(|e| self.wire_err(OP, e))?
+            if let Some(mac) =
+                parse_ethernet_mac(&reply.text()).map_err(|e| self.wire_err(OP, e))?
                 && !macs.contains(&mac)
             {
                 macs.push(mac);

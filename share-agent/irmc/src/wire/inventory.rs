@@ -52,12 +52,19 @@ pub fn parse_inventory(doc: &str) -> Result<ReportInventory, WireError> {
     let mc = root
         .path("System/ManagementControllers/iRMC")
         .ok_or(WireError::NoManagementController)?;
-    let irmc_model = mc.attr("Name").map(str::trim).unwrap_or_default().to_owned();
+    let irmc_model = mc
+        .attr("Name")
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_owned();
     let irmc_firmware = mc
         .child("Firmware")
         .map(|f| f.text_trimmed().to_owned())
         .unwrap_or_default();
-    let memory_mb = match root.path("System/Memory/Installed").map(Element::text_trimmed) {
+    let memory_mb = match root
+        .path("System/Memory/Installed")
+        .map(Element::text_trimmed)
+    {
         None | Some("") => 0,
         Some(v) => v
             .parse()
@@ -66,7 +73,11 @@ pub fn parse_inventory(doc: &str) -> Result<ReportInventory, WireError> {
     let mut cpus: u32 = 0;
     if let Some(p) = root.path("System/Processor") {
         for cpu in p.children_named("CPU") {
-            if let Some(v) = cpu.child("CoreNumber").map(Element::text_trimmed).filter(|v| !v.is_empty()) {
+            if let Some(v) = cpu
+                .child("CoreNumber")
+                .map(Element::text_trimmed)
+                .filter(|v| !v.is_empty())
+            {
                 let n: u32 = v
                     .parse()
                     .map_err(|_| malformed("CPU/CoreNumber is not a number"))?;
@@ -83,7 +94,12 @@ pub fn parse_inventory(doc: &str) -> Result<ReportInventory, WireError> {
         .filter(|v| !v.is_empty());
     let server_model = root
         .path("Summary/Created/OS")
-        .and_then(|e| e.text_trimmed().split_whitespace().last().map(str::to_owned))
+        .and_then(|e| {
+            e.text_trimmed()
+                .split_whitespace()
+                .last()
+                .map(str::to_owned)
+        })
         .filter(|m| !m.is_empty() && !m.starts_with("iRMC"));
     Ok(ReportInventory {
         cpus,

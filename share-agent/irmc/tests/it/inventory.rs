@@ -42,7 +42,10 @@ fn simulated_report_inventory() {
     assert_eq!(inv.local_gb, 2 * (irmc_sim::report::DRIVE_MB / 1024));
     assert_eq!(inv.irmc_model, "iRMC S6");
     assert!(!inv.has_virtual_fd);
-    assert_eq!(inv.bios_version.as_deref(), Some(irmc_sim::report::BIOS_VERSION));
+    assert_eq!(
+        inv.bios_version.as_deref(),
+        Some(irmc_sim::report::BIOS_VERSION)
+    );
 }
 
 #[test]
@@ -95,8 +98,7 @@ fn ethernet_interfaces_documents() {
     assert!(wire::parse_ethernet_mac("not json").is_err());
     // A member link outside the Redfish tree is refused (the client would follow it).
     assert!(
-        wire::parse_ethernet_collection(r#"{"Members":[{"@odata.id":"http://evil/x"}]}"#)
-            .is_err()
+        wire::parse_ethernet_collection(r#"{"Members":[{"@odata.id":"http://evil/x"}]}"#).is_err()
     );
     assert!(wire::parse_ethernet_collection(r#"{"Name":"x"}"#).is_err());
 }
@@ -110,7 +112,10 @@ fn skip_or_fail(reason: &str) {
 
 fn ironic_venv() -> Option<PathBuf> {
     let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/ironic-peer/setup.sh");
-    let out = std::process::Command::new("bash").arg(setup).output().ok()?;
+    let out = std::process::Command::new("bash")
+        .arg(setup)
+        .output()
+        .ok()?;
     if !out.status.success() {
         eprintln!("{}", String::from_utf8_lossy(&out.stderr));
         return None;

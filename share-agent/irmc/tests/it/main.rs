@@ -4,8 +4,8 @@
 
 mod client;
 mod common;
+mod inventory;
 mod ipmi;
 mod logs;
-mod inventory;
 mod measure;
 mod wire;

@@ -23,7 +23,10 @@ pub async fn inspect(ctx: &mut JobCtx) -> Result<(), AgentError> {
     ))
     .await;
     let macs = ctx
-        .bmc("reading the NICs (Redfish EthernetInterfaces)", client.ethernet_macs())
+        .bmc(
+            "reading the NICs (Redfish EthernetInterfaces)",
+            client.ethernet_macs(),
+        )
         .await?;
     let mut caps: Vec<(String, String)> = Vec::new();
     let mut cap = |k: &str, v: &str| {
@@ -44,7 +47,10 @@ pub async fn inspect(ctx: &mut JobCtx) -> Result<(), AgentError> {
     if let Some(m) = &inv.server_model {
         cap("server_model", m);
     }
-    cap("irmc_virtual_fd", if inv.has_virtual_fd { "true" } else { "false" });
+    cap(
+        "irmc_virtual_fd",
+        if inv.has_virtual_fd { "true" } else { "false" },
+    );
     // The one-time boot override of every iRMC generation takes Legacy and UEFI.
     cap("supported_boot_modes", "bios/uefi");
     let capabilities = caps
@@ -61,8 +67,10 @@ pub async fn inspect(ctx: &mut JobCtx) -> Result<(), AgentError> {
     let macs = match macs {
         Some(m) => m,
         None => {
-            ctx.progress("the BMC has no Redfish EthernetInterfaces: no MACs found; add a port by hand")
-                .await;
+            ctx.progress(
+                "the BMC has no Redfish EthernetInterfaces: no MACs found; add a port by hand",
+            )
+            .await;
             Vec::new()
         }
     };

@@ -84,7 +84,11 @@ async fn wait_nodes(
                 .map(|n| {
                     format!(
                         "{}: {} power {:?} -> {:?} {}",
-                        n.name, n.provision_state, n.power_state, n.target_power_state, n.last_error
+                        n.name,
+                        n.provision_state,
+                        n.power_state,
+                        n.target_power_state,
+                        n.last_error
                     )
                 })
                 .collect();
@@ -100,10 +104,18 @@ async fn requests_per_node(f: &testkit::Fleet) -> anyhow::Result<BTreeMap<usize,
     let mut out = BTreeMap::new();
     if let Some(nodes) = c["nodes"].as_object() {
         for (i, n) in nodes {
-            let sum: u64 = ["config_posts", "report", "settings", "redfish_get", "redfish_patch", "redfish_post", "elcm"]
-                .iter()
-                .map(|k| n[*k].as_u64().unwrap_or(0))
-                .sum();
+            let sum: u64 = [
+                "config_posts",
+                "report",
+                "settings",
+                "redfish_get",
+                "redfish_patch",
+                "redfish_post",
+                "elcm",
+            ]
+            .iter()
+            .map(|k| n[*k].as_u64().unwrap_or(0))
+            .sum();
             out.insert(i.parse()?, sum);
         }
     }
@@ -127,8 +139,8 @@ async fn manage_all(f: &testkit::Fleet, uuids: &[String]) -> anyhow::Result<()> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn power_off_all_and_the_sync_sees_a_node_switched_off_behind_our_back()
--> anyhow::Result<()> {
+async fn power_off_all_and_the_sync_sees_a_node_switched_off_behind_our_back() -> anyhow::Result<()>
+{
     let (spec, _dir) = spec_with_sync(4)?;
     let f = e2e::start(spec).await?;
     let result = async {
@@ -248,7 +260,8 @@ async fn inspect_fills_properties_and_ports_and_a_node_without_macs_deploys_afte
     // python-scciclient in the irmc crate's tests).
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../irmc-sim/fixtures/report-s4-7.65F-rx300s8.xml");
-    spec.sim_args.extend(["--report".to_string(), fixture.display().to_string()]);
+    spec.sim_args
+        .extend(["--report".to_string(), fixture.display().to_string()]);
     let f = e2e::start(spec).await?;
     let result = async {
         let mut c = f.nodes_client().await?;
@@ -261,7 +274,9 @@ async fn inspect_fills_properties_and_ports_and_a_node_without_macs_deploys_afte
         }
         manage_all(&f, &uuids).await?;
         let v = c
-            .validate_node(pb::ValidateNodeRequest { node: uuids[0].clone() })
+            .validate_node(pb::ValidateNodeRequest {
+                node: uuids[0].clone(),
+            })
             .await?
             .into_inner();
         let deploy = v
@@ -292,27 +307,70 @@ async fn inspect_fills_properties_and_ports_and_a_node_without_macs_deploys_afte
 
         // Inspect every manageable node through the CLI (it waits, with a progress bar).
         let before = requests_per_node(&f).await?;
-        let out = vmedia(&f, &["node", "inspect", "--all", "--state", "manageable", "--timeout", "120"])?;
-        anyhow::ensure!(out.status.success(), "inspect: {}{}", text(&out.stdout), text(&out.stderr));
+        let out = vmedia(
+            &f,
+            &[
+                "node",
+                "inspect",
+                "--all",
+                "--state",
+                "manageable",
+                "--timeout",
+                "120",
+            ],
+        )?;
+        anyhow::ensure!(
+            out.status.success(),
+            "inspect: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
         let after = requests_per_node(&f).await?;
-        println!("inspect --all: BMC requests per node {:?}", delta(&before, &after));
+        println!(
+            "inspect --all: BMC requests per node {:?}",
+            delta(&before, &after)
+        );
         let nodes = wait_nodes(&f, Duration::from_secs(30), "inspected", |n| {
             n.provision_state == "manageable"
         })
         .await?;
         for n in &nodes {
             let p = &n.properties;
-            anyhow::ensure!(p.get("cpus").map(String::as_str) == Some("16"), "{}: {p:?}", n.name);
-            anyhow::ensure!(p.get("memory_mb").map(String::as_str) == Some("8192"), "{}: {p:?}", n.name);
-            anyhow::ensure!(p.get("cpu_arch").map(String::as_str) == Some("x86_64"), "{}: {p:?}", n.name);
+            anyhow::ensure!(
+                p.get("cpus").map(String::as_str) == Some("16"),
+                "{}: {p:?}",
+                n.name
+            );
+            anyhow::ensure!(
+                p.get("memory_mb").map(String::as_str) == Some("8192"),
+                "{}: {p:?}",
+                n.name
+            );
+            anyhow::ensure!(
+                p.get("cpu_arch").map(String::as_str) == Some("x86_64"),
+                "{}: {p:?}",
+                n.name
+            );
             let caps = p.get("capabilities").cloned().unwrap_or_default();
             // The operator's boot mode stays; inspection adds its capabilities.
             anyhow::ensure!(caps.contains("boot_mode:uefi"), "{}: {caps}", n.name);
-            anyhow::ensure!(caps.contains("irmc_firmware_version:7.65F"), "{}: {caps}", n.name);
+            anyhow::ensure!(
+                caps.contains("irmc_firmware_version:7.65F"),
+                "{}: {caps}",
+                n.name
+            );
             anyhow::ensure!(caps.contains("irmc_virtual_fd:true"), "{}: {caps}", n.name);
-            anyhow::ensure!(caps.contains("rom_firmware_version:V4.6.5.4 R1.14.0 for D2939-B1x"), "{}: {caps}", n.name);
+            anyhow::ensure!(
+                caps.contains("rom_firmware_version:V4.6.5.4 R1.14.0 for D2939-B1x"),
+                "{}: {caps}",
+                n.name
+            );
             // One drive of 190240 MB: 185 GB, as python-scciclient counts it.
-            anyhow::ensure!(p.get("local_gb").map(String::as_str) == Some("185"), "{}: {p:?}", n.name);
+            anyhow::ensure!(
+                p.get("local_gb").map(String::as_str) == Some("185"),
+                "{}: {p:?}",
+                n.name
+            );
             anyhow::ensure!(caps.contains("server_model:RX300S8"), "{}: {caps}", n.name);
             // The simulator's two NICs (its Redfish EthernetInterfaces): 52:54 and 52:55
             // followed by the BMC's IPv4 octets.
@@ -322,7 +380,12 @@ async fn inspect_fills_properties_and_ports_and_a_node_without_macs_deploys_afte
                 .iter()
                 .map(|p| format!("{p}:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3]))
                 .collect();
-            anyhow::ensure!(n.macs == want, "{}: macs {:?}, want {want:?}", n.name, n.macs);
+            anyhow::ensure!(
+                n.macs == want,
+                "{}: macs {:?}, want {want:?}",
+                n.name,
+                n.macs
+            );
         }
 
         // Now it validates and deploys: the ramdisk's lookup finds it by the inspected MAC.
@@ -332,8 +395,16 @@ async fn inspect_fills_properties_and_ports_and_a_node_without_macs_deploys_afte
             n.uuid != uuids[0] || n.provision_state == "active" || testkit_failed(n)
         })
         .await?;
-        let n0 = nodes.iter().find(|n| n.uuid == uuids[0]).ok_or_else(|| anyhow::anyhow!("node 0 gone"))?;
-        anyhow::ensure!(n0.provision_state == "active", "node 0 ended {} ({})", n0.provision_state, n0.last_error);
+        let n0 = nodes
+            .iter()
+            .find(|n| n.uuid == uuids[0])
+            .ok_or_else(|| anyhow::anyhow!("node 0 gone"))?;
+        anyhow::ensure!(
+            n0.provision_state == "active",
+            "node 0 ended {} ({})",
+            n0.provision_state,
+            n0.last_error
+        );
         Ok::<_, anyhow::Error>(())
     }
     .await;

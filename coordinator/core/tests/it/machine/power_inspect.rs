@@ -199,12 +199,24 @@ fn power_and_inspect_table() {
 #[test]
 fn power_job_carries_the_action_and_records_the_result() {
     let s = st(P::Active, S::None, None);
-    let t = step(&s, &spec(), Event::Power(PowerAction::SoftReboot), NOW, &MachineConfig::default()).unwrap();
+    let t = step(
+        &s,
+        &spec(),
+        Event::Power(PowerAction::SoftReboot),
+        NOW,
+        &MachineConfig::default(),
+    )
+    .unwrap();
     assert_eq!(t.status.target_power_state, Some(PowerAction::SoftReboot));
     let Some(Action::SendJob { spec: job, intent }) = t.actions.first() else {
         panic!("no job: {:?}", t.actions)
     };
-    assert_eq!(*job, JobSpec::Power { action: PowerAction::SoftReboot });
+    assert_eq!(
+        *job,
+        JobSpec::Power {
+            action: PowerAction::SoftReboot
+        }
+    );
     // The result: target cleared, state and its time recorded.
     let done = Event::JobFinished {
         job_id: intent.job_id,
@@ -223,7 +235,14 @@ fn power_job_carries_the_action_and_records_the_result() {
     assert_eq!(t2.status.power_updated_at_ms, NOW + 5);
     assert!(t2.status.last_error.is_none());
     // A failure names the node, the BMC and Ironic's target.
-    let t = step(&s, &spec(), Event::Power(PowerAction::Off), NOW, &MachineConfig::default()).unwrap();
+    let t = step(
+        &s,
+        &spec(),
+        Event::Power(PowerAction::Off),
+        NOW,
+        &MachineConfig::default(),
+    )
+    .unwrap();
     let job_id = t.status.job.unwrap().job_id;
     let failed = Event::JobFinished {
         job_id,
@@ -235,7 +254,13 @@ fn power_job_carries_the_action_and_records_the_result() {
     };
     let t3 = step(&t.status, &spec(), failed, NOW, &MachineConfig::default()).unwrap();
     let e = t3.status.last_error.unwrap();
-    assert!(e.contains(&NODE.to_string()) && e.contains("10.0.0.9") && e.contains("\"power off\"") && e.contains("iRMC said no"), "{e}");
+    assert!(
+        e.contains(&NODE.to_string())
+            && e.contains("10.0.0.9")
+            && e.contains("\"power off\"")
+            && e.contains("iRMC said no"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -246,14 +271,32 @@ fn power_refused_while_work_is_under_way() {
         powering(PowerAction::On),
         st(P::Inspecting, S::Queued, None),
     ] {
-        let e = step(&s, &spec(), Event::Power(PowerAction::Off), NOW, &MachineConfig::default())
-            .expect_err("busy node");
+        let e = step(
+            &s,
+            &spec(),
+            Event::Power(PowerAction::Off),
+            NOW,
+            &MachineConfig::default(),
+        )
+        .expect_err("busy node");
         assert!(matches!(e, CoreError::PowerRefused { .. }), "{e}");
         let text = e.to_string();
-        assert!(text.contains(&NODE.to_string()) && text.contains("10.0.0.9"), "{text}");
+        assert!(
+            text.contains(&NODE.to_string()) && text.contains("10.0.0.9"),
+            "{text}"
+        );
     }
     // Not an operator action.
-    assert!(step(&st(P::Active, S::None, None), &spec(), Event::Power(PowerAction::Status), NOW, &MachineConfig::default()).is_err());
+    assert!(
+        step(
+            &st(P::Active, S::None, None),
+            &spec(),
+            Event::Power(PowerAction::Status),
+            NOW,
+            &MachineConfig::default()
+        )
+        .is_err()
+    );
     // Ironic's names and the CLI's both parse; nothing else does.
     for a in PowerAction::VERBS {
         assert_eq!(PowerAction::parse_verb(a.ironic_name()).unwrap(), a);
@@ -268,11 +311,20 @@ fn deploy_without_a_mac_is_refused_with_the_inspect_line() {
     let mut no_mac = spec();
     no_mac.macs.clear();
     for (state, verb) in [(P::Available, Verb::Deploy), (P::Active, Verb::Rebuild)] {
-        let e = step(&st(state, S::None, None), &no_mac, Event::Verb(verb), NOW, &MachineConfig::default())
-            .expect_err("no MAC");
+        let e = step(
+            &st(state, S::None, None),
+            &no_mac,
+            Event::Verb(verb),
+            NOW,
+            &MachineConfig::default(),
+        )
+        .expect_err("no MAC");
         let text = e.to_string();
         assert!(text.contains(&NODE.to_string()), "{text}");
-        assert!(text.contains("inspect it") && text.contains("add a port"), "{text}");
+        assert!(
+            text.contains("inspect it") && text.contains("add a port"),
+            "{text}"
+        );
     }
     let node = coordinator_core::Node {
         spec: no_mac,
@@ -284,22 +336,36 @@ fn deploy_without_a_mac_is_refused_with_the_inspect_line() {
         .find(|c| c.interface == "deploy")
         .unwrap();
     assert!(!deploy.result);
-    assert!(deploy.reason.contains(coordinator_core::NO_MAC_REASON), "{}", deploy.reason);
+    assert!(
+        deploy.reason.contains(coordinator_core::NO_MAC_REASON),
+        "{}",
+        deploy.reason
+    );
 }
 
 #[test]
 fn inventory_merges_as_ironic_does() {
     let mut s = spec();
-    s.properties.insert("capabilities".into(), "boot_mode:uefi,irmc_firmware_version:1.0".into());
+    s.properties.insert(
+        "capabilities".into(),
+        "boot_mode:uefi,irmc_firmware_version:1.0".into(),
+    );
     s.properties.insert("cpus".into(), "2".into());
     let mut properties = std::collections::BTreeMap::new();
     properties.insert("cpus".into(), "16".into());
-    properties.insert("capabilities".into(), "irmc_firmware_version:7.65F,irmc_virtual_fd:true".into());
+    properties.insert(
+        "capabilities".into(),
+        "irmc_firmware_version:7.65F,irmc_virtual_fd:true".into(),
+    );
     merge_inventory(
         &mut s,
         &Inventory {
             properties,
-            macs: vec!["52-54-00-00-00-01".into(), "AA:BB:CC:DD:EE:FF".into(), "junk".into()],
+            macs: vec![
+                "52-54-00-00-00-01".into(),
+                "AA:BB:CC:DD:EE:FF".into(),
+                "junk".into(),
+            ],
         },
     );
     assert_eq!(s.properties["cpus"], "16");
