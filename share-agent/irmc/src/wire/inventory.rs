@@ -92,11 +92,15 @@ pub fn parse_inventory(doc: &str) -> Result<ReportInventory, WireError> {
         .path("System/BIOS/SMBIOS/Type0/BiosVersion")
         .map(|e| e.text_trimmed().to_owned())
         .filter(|v| !v.is_empty());
+    // "iRMC S4 7.65F SDR: 3.71   ID 0356  RX300S8": the fields are separated by runs of
+    // two or more spaces, the server model is the last one.
     let server_model = root
         .path("Summary/Created/OS")
         .and_then(|e| {
             e.text_trimmed()
-                .split_whitespace()
+                .split("  ")
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
                 .last()
                 .map(str::to_owned)
         })

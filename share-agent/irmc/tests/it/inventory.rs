@@ -46,6 +46,7 @@ fn simulated_report_inventory() {
         inv.bios_version.as_deref(),
         Some(irmc_sim::report::BIOS_VERSION)
     );
+    assert_eq!(inv.server_model.as_deref(), Some("PRIMERGY RX2540 M6"));
 }
 
 #[test]

@@ -418,3 +418,79 @@ fn testkit_failed(n: &pb::Node) -> bool {
         "deploy failed" | "clean failed" | "inspect failed" | "error"
     )
 }
+
+/// The power-state sync at fleet size, with its budget binding: 16 agents, a 60 s period
+/// and a budget of 8 BMC requests per second per agent, below what the period asks for
+/// (10,000 / 16 / 60 = 10.4). A measurement for BENCHMARKS.md, run by hand:
+/// `cargo test -p e2e --test it -- --ignored power_sync_budget_at_fleet_size --nocapture`
+/// (`SYNC_NODES` changes the node count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "10,000 simulated nodes: a measurement, run by hand"]
+async fn power_sync_budget_at_fleet_size() -> anyhow::Result<()> {
+    const BUDGET: f64 = 8.0;
+    let nodes: usize = std::env::var("SYNC_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let (mut spec, _dir) = e2e::spec(nodes, 16)?;
+    spec.coordinator_args.extend([
+        "--sync-power-state-interval".to_string(),
+        "60s".to_string(),
+        "--power-sync-budget".to_string(),
+        format!("{BUDGET}"),
+    ]);
+    let f = e2e::start(spec).await?;
+    let result = async {
+        let t = Instant::now();
+        let uuids = f.enroll_all().await?;
+        f.bulk(&uuids, "manage").await?;
+        let listed = f
+            .wait_until(
+                Duration::from_secs(3600),
+                |n| n.provision_state == "manageable" || testkit::is_failed(n),
+                |_| {},
+            )
+            .await?;
+        println!("{nodes} nodes enrolled and managed in {:?}", t.elapsed());
+        let share_of: BTreeMap<usize, String> = listed
+            .iter()
+            .filter_map(|n| {
+                let i = n.name.trim_start_matches("node-").parse::<usize>().ok()?;
+                Some((i - 1, n.share.clone()))
+            })
+            .collect();
+        // Let the rounds that manage started settle into their pace, then measure.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let before = requests_per_node(&f).await?;
+        let cpu0 = f.cpu_seconds();
+        let t0 = Instant::now();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let after = requests_per_node(&f).await?;
+        let cpu1 = f.cpu_seconds();
+        let secs = t0.elapsed().as_secs_f64();
+        let mut per_agent: BTreeMap<String, u64> = BTreeMap::new();
+        for (i, n) in &after {
+            let d = n - before.get(i).copied().unwrap_or(0);
+            *per_agent
+                .entry(share_of.get(i).cloned().unwrap_or_default())
+                .or_default() += d;
+        }
+        let rates: Vec<f64> = per_agent.values().map(|r| *r as f64 / secs).collect();
+        let total: u64 = per_agent.values().sum();
+        let max = rates.iter().cloned().fold(0.0, f64::max);
+        println!(
+            "power-state sync, {nodes} nodes, 16 agents, period 60 s, budget {BUDGET}/s per agent: {total} BMC requests in {secs:.1} s = {:.1}/s in all; per agent mean {:.2}/s, max {max:.2}/s; CPU s in the window: coordinator {:.2}, agents {:.2}, simulators {:.2}",
+            total as f64 / secs,
+            rates.iter().sum::<f64>() / rates.len().max(1) as f64,
+            cpu1.coordinator - cpu0.coordinator,
+            cpu1.agents - cpu0.agents,
+            cpu1.simulator - cpu0.simulator,
+        );
+        // The budget holds (one tick's rounding of slack).
+        anyhow::ensure!(max <= BUDGET * 1.1, "an agent exceeded its budget: {rates:?}");
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    f.shutdown().await;
+    result
+}
