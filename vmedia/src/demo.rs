@@ -44,6 +44,9 @@ pub struct DemoArgs {
     /// Extra irmc-sim arguments, e.g. --sim-arg=--fault --sim-arg=latency=200ms
     #[arg(long = "sim-arg", allow_hyphen_values = true)]
     pub sim_args: Vec<String>,
+    /// Extra coordinator arguments, e.g. --coordinator-arg=--sync-power-state-interval=10s
+    #[arg(long = "coordinator-arg", allow_hyphen_values = true)]
+    pub coordinator_args: Vec<String>,
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -89,6 +92,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     // Every service gets a loopback metrics listener (open to this host only).
     spec.metrics = true;
     spec.sim_args = args.sim_args.clone();
+    spec.coordinator_args
+        .extend(args.coordinator_args.iter().cloned());
     spec.sim_args
         .extend(["--boot-delay".to_string(), "200ms".to_string()]);
     // The browser dashboard, on a loopback port.

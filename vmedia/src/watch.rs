@@ -205,6 +205,17 @@ pub fn event_line(ev: &NodeEvent) -> String {
     if ev.queue_position > 0 {
         s.push_str(&format!(" (queue #{})", ev.queue_position));
     }
+    if !ev.power_state.is_empty() || !ev.target_power_state.is_empty() {
+        let now = if ev.power_state.is_empty() {
+            "power unknown"
+        } else {
+            &ev.power_state
+        };
+        s.push_str(&format!(", {now}"));
+        if !ev.target_power_state.is_empty() {
+            s.push_str(&format!(" -> {}", ev.target_power_state));
+        }
+    }
     if !ev.share.is_empty() {
         s.push_str(&format!(" on {}", ev.share));
     }
@@ -220,6 +231,8 @@ pub fn event_json(ev: &NodeEvent) -> serde_json::Value {
         "provision_state": ev.provision_state, "target_provision_state": ev.target_provision_state,
         "last_error": ev.last_error, "progress": ev.progress, "share": ev.share,
         "at_ms": ev.at_ms, "queue_position": ev.queue_position,
+        "power_state": ev.power_state, "target_power_state": ev.target_power_state,
+        "power_updated_at_ms": ev.power_updated_at_ms,
     })
 }
 

@@ -29,6 +29,25 @@ pub enum CoreError {
     )]
     InMaintenance { verb: Verb, node: Uuid },
 
+    /// A deploy (or rebuild) of a node that fails deploy validation.
+    #[error("The requested action \"{verb}\" can not be performed on node \"{node}\": {reason}")]
+    DeployInvalid {
+        verb: Verb,
+        node: Uuid,
+        reason: &'static str,
+    },
+
+    /// A power action the node cannot take now (work under way, unknown action).
+    #[error(
+        "The power action \"{action}\" can not be performed on node \"{node}\" (BMC {bmc}): {reason}"
+    )]
+    PowerRefused {
+        action: &'static str,
+        node: Uuid,
+        bmc: String,
+        reason: String,
+    },
+
     /// An internal event that makes no sense in the node's state (e.g. a ramdisk
     /// heartbeat for a node that is not deploying).
     #[error("node {node} in state \"{state}\" does not accept {event}")]

@@ -99,7 +99,8 @@ pub enum TlsVerify {
 }
 
 /// A power action on the node, as the agent's power job takes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum PowerAction {
     On,
     Off,
@@ -141,6 +142,60 @@ impl PowerAction {
             Self::Status => "status",
         }
     }
+
+    /// The operator verbs (`vmedia node power <verb>`), in the CLI's order.
+    pub const VERBS: [PowerAction; 6] = [
+        Self::On,
+        Self::Off,
+        Self::Reboot,
+        Self::SoftOff,
+        Self::SoftReboot,
+        Self::Nmi,
+    ];
+
+    /// Ironic's name for the target of this action (`PUT /v1/nodes/{node}/states/power`):
+    /// `power on`, `power off`, `rebooting`, `soft power off`, `soft rebooting`,
+    /// `inject nmi`. The actions Ironic has no target for keep the agent's spelling.
+    pub fn ironic_name(self) -> &'static str {
+        match self {
+            Self::On => "power on",
+            Self::Off => "power off",
+            Self::Reboot => "rebooting",
+            Self::SoftOff => "soft power off",
+            Self::SoftReboot => "soft rebooting",
+            Self::Nmi => "inject nmi",
+            other => other.as_str(),
+        }
+    }
+
+    /// An operator's power verb, by Ironic's target name or the CLI's short name
+    /// (`on`, `off`, `reboot`, `soft-off`, `soft-reboot`, `nmi`). `status` and the
+    /// agent-internal actions are not verbs.
+    pub fn parse_verb(s: &str) -> Result<Self, CoreError> {
+        let t = s.trim();
+        Self::VERBS
+            .into_iter()
+            .find(|a| a.ironic_name() == t || a.as_str() == t)
+            .ok_or_else(|| {
+                CoreError::invalid(
+                    "target",
+                    format!(
+                        "unknown power target {t:?}; expected one of \"power on\", \"power off\", \"rebooting\", \"soft power off\", \"soft rebooting\", \"inject nmi\""
+                    ),
+                )
+            })
+    }
+
+    /// The power state the node should be in once the action is done (`None` for NMI).
+    pub fn expected_state(self) -> Option<PowerState> {
+        match self {
+            Self::On | Self::Reboot | Self::Reset | Self::Cycle | Self::SoftReboot => {
+                Some(PowerState::On)
+            }
+            Self::Off | Self::SoftOff => Some(PowerState::Off),
+            Self::Nmi | Self::Status => None,
+        }
+    }
 }
 
 impl fmt::Display for PowerAction {
@@ -159,9 +214,20 @@ pub struct JobResult {
     pub output: JobOutputs,
 }
 
+/// What out-of-band inspection found, with Ironic's names: `properties` holds
+/// `cpus`, `cpu_arch`, `memory_mb`, `local_gb` and `capabilities` (and the firmware
+/// versions inside it); `macs` the NICs' MACs, lowercase `aa:bb:cc:dd:ee:ff`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Inventory {
+    pub properties: std::collections::BTreeMap<String, String>,
+    pub macs: Vec<String>,
+}
+
 /// Facts a job learned.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JobOutputs {
+    /// Set by an inspect job.
+    pub inventory: Option<Inventory>,
     pub power_state: Option<PowerState>,
     pub root_uuid: Option<String>,
     pub bmc_model: Option<String>,
@@ -220,6 +286,8 @@ pub enum JobSpec {
         action: PowerAction,
     },
     BmcInfo,
+    /// Out-of-band inspection: report.xml (and Redfish where the BMC has it).
+    Inspect,
 }
 
 impl JobSpec {
@@ -231,6 +299,7 @@ impl JobSpec {
             Self::CleanUp { .. } => JobKind::CleanUp,
             Self::Power { .. } => JobKind::Power,
             Self::BmcInfo => JobKind::BmcInfo,
+            Self::Inspect => JobKind::Inspect,
         }
     }
 }
@@ -376,10 +445,59 @@ pub(crate) fn build_job(
         },
         JobKind::CleanUp => JobSpec::CleanUp { power_off: true },
         JobKind::Power => JobSpec::Power {
-            action: PowerAction::Status,
+            action: s.target_power_state.unwrap_or(PowerAction::Status),
         },
         JobKind::BmcInfo => JobSpec::BmcInfo,
+        JobKind::Inspect => JobSpec::Inspect,
     }
+}
+
+/// Writes an inspection's findings into the spec as Ironic's inspection does: each
+/// property replaces the one of the same name, except `capabilities`, whose
+/// `key:value` pairs are merged into the existing ones (Ironic's
+/// `get_updated_capabilities`); every MAC not yet a port becomes one (normalised).
+pub fn merge_inventory(spec: &mut NodeSpec, inv: &Inventory) {
+    for (k, v) in &inv.properties {
+        if k == "capabilities" {
+            let merged =
+                merge_capabilities(spec.properties.get(k).map(String::as_str).unwrap_or(""), v);
+            spec.properties.insert(k.clone(), merged);
+        } else {
+            spec.properties.insert(k.clone(), v.clone());
+        }
+    }
+    for mac in &inv.macs {
+        let Some(octets) = crate::validate::parse_mac(mac) else {
+            continue;
+        };
+        let mac = crate::validate::format_mac_pub(octets);
+        if !spec.macs.iter().any(|m| m.eq_ignore_ascii_case(&mac)) {
+            spec.macs.push(mac);
+        }
+    }
+}
+
+/// `a:1,b:2` updated with `b:3,c:4` gives `a:1,b:3,c:4` (order of first appearance).
+pub fn merge_capabilities(old: &str, new: &str) -> String {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for item in old.split(',').chain(new.split(',')) {
+        let Some((k, v)) = item.split_once(':') else {
+            continue;
+        };
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() {
+            continue;
+        }
+        match pairs.iter_mut().find(|(pk, _)| pk == k) {
+            Some(p) => p.1 = v.to_string(),
+            None => pairs.push((k.to_string(), v.to_string())),
+        }
+    }
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]

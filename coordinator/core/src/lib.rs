@@ -52,8 +52,8 @@ pub use admission::{AdmissionInput, AdmissionStep, AgentSlots, QueuedNode, admit
 pub use agent::AgentId;
 pub use error::{CoreError, StepError, ValidationError};
 pub use job::{
-    AuthMethod, BmcTarget, BmcTransport, JobOutputs, JobResult, JobSpec, PowerAction, TlsVerify,
-    bmc_target,
+    AuthMethod, BmcTarget, BmcTransport, Inventory, JobOutputs, JobResult, JobSpec, PowerAction,
+    TlsVerify, bmc_target, merge_capabilities, merge_inventory,
 };
 pub use machine::{Action, Event, JobIdKey, MachineConfig, Transition, resume_job, step};
 pub use node::{DeployStep, JobIntent, JobKind, Node, NodeId, NodeSpec, NodeStatus};
@@ -64,8 +64,8 @@ pub use placement::{
 pub use secret::{MASK, Secret, new_agent_token};
 pub use state::{PowerState, ProvisionState, Verb};
 pub use validate::{
-    InterfaceCheck, boot_iso, boot_mode, deploy_iso, is_secret_key, mask, normalize_spec,
-    parse_mac, validate, validate_create,
+    InterfaceCheck, NO_MAC_REASON, boot_iso, boot_mode, deploy_iso, is_secret_key, mask,
+    normalize_spec, parse_mac, validate, validate_create,
 };
 
 /// The only driver this system has.

@@ -10,7 +10,11 @@ use uuid::Uuid;
 
 use crate::agent::AgentId;
 use crate::secret::Secret;
-use crate::{PowerState, ProvisionState};
+use crate::{PowerAction, PowerState, ProvisionState};
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
 
 /// Desired state: written by the operator (create / update), never by the state machine.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +98,9 @@ pub enum DeployStep {
     PrepareInstance,
     CleanUp,
     Verify,
+    /// A power action of the operator (or of the power-state sync) is running.
+    Power,
+    Inspect,
 }
 
 /// Which kind of job an intent is for. Mirrors the proto `Job.kind` oneof.
@@ -106,6 +113,7 @@ pub enum JobKind {
     CleanUp,
     Power,
     BmcInfo,
+    Inspect,
 }
 
 impl JobKind {
@@ -118,6 +126,7 @@ impl JobKind {
             Self::CleanUp => "clean up",
             Self::Power => "power action",
             Self::BmcInfo => "read BMC info",
+            Self::Inspect => "inspect hardware",
         }
     }
 }
@@ -144,6 +153,13 @@ pub struct NodeStatus {
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power_state: Option<PowerState>,
+    /// The power action asked for and not finished yet (Ironic's `target_power_state`);
+    /// persisted with the job intent, so a restart re-sends the same action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_power_state: Option<PowerAction>,
+    /// When `power_state` last changed (ms since the epoch; 0 = never seen).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub power_updated_at_ms: i64,
     /// The share agent the node is placed on. Stored under the JSON key `share` (the
     /// stored format predates the name; the store's `share` column holds the same value).
     #[serde(default, rename = "share", skip_serializing_if = "Option::is_none")]
@@ -182,6 +198,8 @@ impl NodeStatus {
             target_provision_state: None,
             last_error: None,
             power_state: None,
+            target_power_state: None,
+            power_updated_at_ms: 0,
             agent: None,
             progress: String::new(),
             step: DeployStep::None,

@@ -24,10 +24,14 @@ pub enum ProvisionState {
     Cleaning,
     CleanFailed,
     Error,
+    /// Out-of-band inspection under way (`inspect` from `manageable`).
+    Inspecting,
+    /// Inspection failed; `manage` or `inspect` again.
+    InspectFailed,
 }
 
 impl ProvisionState {
-    pub const ALL: [ProvisionState; 12] = [
+    pub const ALL: [ProvisionState; 14] = [
         Self::Enroll,
         Self::Verifying,
         Self::Manageable,
@@ -40,6 +44,8 @@ impl ProvisionState {
         Self::Cleaning,
         Self::CleanFailed,
         Self::Error,
+        Self::Inspecting,
+        Self::InspectFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +62,8 @@ impl ProvisionState {
             Self::Cleaning => "cleaning",
             Self::CleanFailed => "clean failed",
             Self::Error => "error",
+            Self::Inspecting => "inspecting",
+            Self::InspectFailed => "inspect failed",
         }
     }
 
@@ -68,6 +76,7 @@ impl ProvisionState {
                 | Self::WaitCallback
                 | Self::Deleting
                 | Self::Cleaning
+                | Self::Inspecting
         )
     }
 }
@@ -110,16 +119,19 @@ pub enum Verb {
     Undeploy,
     Rebuild,
     Abort,
+    /// Out-of-band inspection: `manageable | inspect failed -> inspecting -> manageable`.
+    Inspect,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 6] = [
+    pub const ALL: [Verb; 7] = [
         Self::Manage,
         Self::Provide,
         Self::Deploy,
         Self::Undeploy,
         Self::Rebuild,
         Self::Abort,
+        Self::Inspect,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -130,6 +142,7 @@ impl Verb {
             Self::Undeploy => "undeploy",
             Self::Rebuild => "rebuild",
             Self::Abort => "abort",
+            Self::Inspect => "inspect",
         }
     }
 }
@@ -149,7 +162,7 @@ impl FromStr for Verb {
                 CoreError::invalid(
                     "target",
                     format!(
-                        "unknown verb {s:?}; expected one of manage, provide, deploy, undeploy (or deleted), rebuild, abort"
+                        "unknown verb {s:?}; expected one of manage, provide, deploy, undeploy (or deleted), rebuild, abort, inspect"
                     ),
                 )
             }),

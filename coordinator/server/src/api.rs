@@ -7,7 +7,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use coordinator_core::{self as core, Node, NodeId, NodeStatus, ProvisionState, Verb};
+use coordinator_core::{self as core, Node, NodeId, NodeStatus, PowerAction, ProvisionState, Verb};
 use coordinator_store::{NodeFilter, Store, StoreError};
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
@@ -344,6 +344,53 @@ impl Nodes for Api {
             .call("bulk set provision state", |reply| Cmd::Bulk {
                 nodes,
                 verb,
+                reply,
+            })
+            .await?;
+        Ok(Response::new(convert::bulk_to_proto(r)))
+    }
+
+    async fn set_power_state(&self, req: Request<pb::SetPowerStateRequest>) -> R<pb::Node> {
+        let req = req.into_inner();
+        let node = node_id("node", &req.node)?;
+        let action = PowerAction::parse_verb(&req.target).map_err(ServerError::from)?;
+        let n = self
+            .engine
+            .call("set power state", |reply| Cmd::Power {
+                node,
+                action,
+                reply,
+            })
+            .await?;
+        Ok(Response::new(convert::node_view_to_proto(n)))
+    }
+
+    async fn bulk_set_power_state(
+        &self,
+        req: Request<pb::BulkSetPowerStateRequest>,
+    ) -> R<pb::BulkSetProvisionStateResponse> {
+        let req = req.into_inner();
+        let action = PowerAction::parse_verb(&req.target).map_err(ServerError::from)?;
+        let nodes = if req.nodes.is_empty() {
+            match &req.selector {
+                Some(sel) => self.select(sel).await?,
+                None => {
+                    return Err(
+                        ServerError::invalid("nodes: give node uuids/names or a selector").into(),
+                    );
+                }
+            }
+        } else {
+            req.nodes
+                .iter()
+                .map(|n| node_id("nodes", n))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let r = self
+            .engine
+            .call("bulk set power state", |reply| Cmd::BulkPower {
+                nodes,
+                action,
                 reply,
             })
             .await?;

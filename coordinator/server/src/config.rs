@@ -49,6 +49,15 @@ pub struct Cli {
     /// Run the provision flow's automated cleaning on `provide`
     #[arg(long, env = "COORDINATOR_AUTOMATED_CLEAN")]
     pub automated_clean: Option<bool>,
+    /// Power-state sync period (Ironic's `sync_power_state_interval`), e.g. "60s"; 0 = off
+    #[arg(long, env = "COORDINATOR_SYNC_POWER_STATE_INTERVAL", value_parser = humantime::parse_duration)]
+    pub sync_power_state_interval: Option<Duration>,
+    /// Power-state sync budget: BMC requests per second per share agent
+    #[arg(long, env = "COORDINATOR_POWER_SYNC_BUDGET")]
+    pub power_sync_budget: Option<u32>,
+    /// Power a node found in another state back to the recorded one (default: report only)
+    #[arg(long, env = "COORDINATOR_FORCE_POWER_STATE_DURING_SYNC")]
+    pub force_power_state_during_sync: Option<bool>,
     /// Events a watcher may fall behind before it gets a "lagged" notice
     #[arg(long, env = "COORDINATOR_WATCH_BUFFER")]
     pub watch_buffer: Option<usize>,
@@ -114,6 +123,17 @@ pub struct Config {
     pub agent_missed_heartbeats: u32,
     /// Clean on `provide` (manageable -> cleaning -> available). Default false.
     pub automated_clean: bool,
+    /// Power-state sync period (Ironic's `[conductor]sync_power_state_interval`): every
+    /// placed node's power state is read once per period, spread evenly over it. 0 turns
+    /// the sync off. Default 60s.
+    #[serde(with = "humantime_serde")]
+    pub sync_power_state_interval: Duration,
+    /// The sync's budget: BMC requests per second per share agent. When an agent has more
+    /// nodes than `budget x period`, its period stretches instead. Default 50.
+    pub power_sync_budget: u32,
+    /// Ironic's `[conductor]force_power_state_during_sync`: power a node the sync finds in
+    /// another state back to the recorded one. Default false (record what was found).
+    pub force_power_state_during_sync: bool,
     /// Per-watcher event buffer. Default 4096.
     pub watch_buffer: usize,
     /// Log filter. Default "info".
@@ -159,6 +179,9 @@ impl Default for Config {
             agent_heartbeat: Duration::from_secs(5),
             agent_missed_heartbeats: 3,
             automated_clean: false,
+            sync_power_state_interval: Duration::from_secs(60),
+            power_sync_budget: 50,
+            force_power_state_during_sync: false,
             watch_buffer: 4096,
             log: "info".to_owned(),
             tls_cert_file: None,
@@ -225,6 +248,15 @@ impl Config {
         }
         if let Some(v) = cli.watch_buffer {
             self.watch_buffer = v;
+        }
+        if let Some(v) = cli.sync_power_state_interval {
+            self.sync_power_state_interval = v;
+        }
+        if let Some(v) = cli.power_sync_budget {
+            self.power_sync_budget = v;
+        }
+        if let Some(v) = cli.force_power_state_during_sync {
+            self.force_power_state_during_sync = v;
         }
         if let Some(v) = &cli.log {
             self.log.clone_from(v);

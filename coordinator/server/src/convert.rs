@@ -18,7 +18,8 @@ use vmedia_proto::v1 as pb;
 
 use crate::domain::{
     AgentHeartbeat, AgentHello, AgentJob, BulkOutcome, Explanation, JobState, JobUpdate, NodeEvent,
-    NodeView, RamdiskHeartbeat, RamdiskLookup, RamdiskNode, ShareIdentity, ShareView, ToAgent,
+    NodeView, PowerReport, RamdiskHeartbeat, RamdiskLookup, RamdiskNode, ShareIdentity, ShareView,
+    ToAgent,
 };
 use crate::error::ServerError;
 
@@ -191,6 +192,11 @@ pub fn node_into_proto(n: Node, queue_position: u64) -> pb::Node {
         updated_at_ms: status.updated_at_ms,
         provision_updated_at_ms: status.provision_updated_at_ms,
         maintenance: spec.maintenance,
+        target_power_state: status
+            .target_power_state
+            .map(|a| a.ironic_name().to_owned())
+            .unwrap_or_default(),
+        power_updated_at_ms: status.power_updated_at_ms,
     }
 }
 
@@ -218,6 +224,15 @@ pub fn event_to_proto(e: NodeEvent) -> pb::NodeEvent {
         share: e.agent.map(AgentId::into_string).unwrap_or_default(),
         at_ms: e.at_ms,
         queue_position: e.queue_position,
+        power_state: e
+            .power_state
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default(),
+        target_power_state: e
+            .target_power_state
+            .map(|a| a.ironic_name().to_owned())
+            .unwrap_or_default(),
+        power_updated_at_ms: e.power_updated_at_ms,
     }
 }
 
@@ -372,21 +387,37 @@ pub fn job_to_proto(
             action: action.as_str().to_owned(),
         }),
         JobSpec::BmcInfo => Kind::BmcInfo(pb::BmcInfo {}),
+        JobSpec::Inspect => Kind::Inspect(pb::Inspect {}),
     };
     pb::Job {
         job_id: intent.job_id.to_string(),
         node_uuid: node.to_string(),
-        bmc: bmc.map(|b| pb::BmcTarget {
-            address: b.address,
-            port: u32::from(b.port),
-            username: b.username,
-            password: b.password.expose().to_owned(),
-            auth_method: b.auth_method.as_str().to_owned(),
-            client_timeout_s: b.client_timeout_s,
-            verify_ca: verify_ca_to_proto(b.verify_ca),
-            transport: b.transport.as_str().to_string(),
-        }),
+        bmc: bmc.map(bmc_to_proto),
         kind: Some(kind),
+    }
+}
+
+/// How the agent reaches the BMC, on the wire (the password in clear: agent stream only).
+fn bmc_to_proto(b: BmcTarget) -> pb::BmcTarget {
+    pb::BmcTarget {
+        address: b.address,
+        port: u32::from(b.port),
+        username: b.username,
+        password: b.password.expose().to_owned(),
+        auth_method: b.auth_method.as_str().to_owned(),
+        client_timeout_s: b.client_timeout_s,
+        verify_ca: verify_ca_to_proto(b.verify_ca),
+        transport: b.transport.as_str().to_string(),
+    }
+}
+
+/// A power-sync answer from an agent.
+pub fn power_report_from_proto(r: pb::PowerReport) -> PowerReport {
+    PowerReport {
+        node_uuid: r.node_uuid,
+        power_state: r.power_state.parse().ok(),
+        error: r.error,
+        bmc_requests: r.bmc_requests,
     }
 }
 
@@ -423,6 +454,10 @@ pub fn job_result(u: &pb::JobUpdate) -> JobResult {
             } else {
                 Some(out.bmc_has_virtual_fd)
             },
+            inventory: out.inspected.then(|| core::Inventory {
+                properties: out.properties.into_iter().collect(),
+                macs: out.macs,
+            }),
         },
     }
 }
@@ -497,6 +532,10 @@ pub fn to_agent_message(m: ToAgent) -> pb::CoordinatorMessage {
         ToAgent::Cancel { job_id, node } => Msg::Cancel(pb::CancelJob {
             job_id: job_id.to_string(),
             node_uuid: node.to_string(),
+        }),
+        ToAgent::PowerQuery { node, bmc } => Msg::PowerQuery(pb::PowerQuery {
+            node_uuid: node.to_string(),
+            bmc: Some(bmc_to_proto(*bmc)),
         }),
     };
     pb::CoordinatorMessage { msg: Some(msg) }

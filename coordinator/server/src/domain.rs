@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use coordinator_core::{
-    AgentId, BmcTarget, JobIntent, JobResult, JobSpec, Node, Placement, PowerState, ProvisionState,
+    AgentId, BmcTarget, JobIntent, JobResult, JobSpec, Node, Placement, PowerAction, PowerState,
+    ProvisionState,
 };
 use uuid::Uuid;
 
@@ -80,6 +81,19 @@ pub enum ToAgent {
     Job(Box<AgentJob>),
     /// A job that is no longer wanted.
     Cancel { job_id: Uuid, node: Uuid },
+    /// The power-state sync: read this node's power state (no job, nothing persisted).
+    PowerQuery { node: Uuid, bmc: Box<BmcTarget> },
+}
+
+/// An agent's answer to a power query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PowerReport {
+    /// As sent; the engine parses it.
+    pub node_uuid: String,
+    /// `None` when the read failed (`error` says why).
+    pub power_state: Option<PowerState>,
+    pub error: String,
+    pub bmc_requests: u32,
 }
 
 /// A job for an agent. Carries the BMC password and the agent token in clear: it goes
@@ -222,9 +236,12 @@ pub struct NodeEvent {
     pub last_error: Option<String>,
     pub progress: String,
     pub agent: Option<AgentId>,
-    /// The last power state an agent reported (the dashboard shows it; the gRPC
-    /// `NodeEvent` has no field for it yet).
+    /// The last power state an agent reported.
     pub power_state: Option<PowerState>,
+    /// The power action under way.
+    pub target_power_state: Option<PowerAction>,
+    /// When `power_state` last changed.
+    pub power_updated_at_ms: i64,
     pub at_ms: i64,
     pub queue_position: u64,
 }
@@ -242,6 +259,8 @@ impl NodeEvent {
             progress: st.progress.clone(),
             agent: st.agent.clone(),
             power_state: st.power_state,
+            target_power_state: st.target_power_state,
+            power_updated_at_ms: st.power_updated_at_ms,
             at_ms,
             queue_position,
         }

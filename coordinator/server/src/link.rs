@@ -130,6 +130,10 @@ impl AgentLink for Link {
                         session,
                         update: convert::job_update_from_proto(update),
                     },
+                    Some(Msg::PowerReport(r)) => Cmd::PowerReport {
+                        agent: agent.clone(),
+                        report: convert::power_report_from_proto(r),
+                    },
                     Some(Msg::Hello(_)) | None => {
                         tracing::warn!(agent = %agent, "unexpected message on an established session ignored");
                         continue;

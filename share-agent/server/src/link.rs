@@ -284,6 +284,7 @@ async fn session(
                 Ok(Some(msg)) => match msg.msg {
                     Some(pb::coordinator_message::Msg::Job(job)) => jobs::submit(agent, job),
                     Some(pb::coordinator_message::Msg::Cancel(c)) => jobs::cancel(agent, &c.job_id).await,
+                    Some(pb::coordinator_message::Msg::PowerQuery(q)) => jobs::power_query(agent, q),
                     Some(pb::coordinator_message::Msg::Welcome(_)) | None => {}
                 },
                 Ok(None) => return Ok(true),

@@ -42,6 +42,17 @@ impl UpdateSink {
         self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Sends a power-sync answer (best effort: a lost one is asked again next round).
+    pub fn send_power_report(&self, report: pb::PowerReport) {
+        let Some(tx) = self.sender() else { return };
+        let msg = pb::AgentMessage {
+            msg: Some(pb::agent_message::Msg::PowerReport(report)),
+        };
+        if tx.try_send(msg).is_err() {
+            tracing::debug!("power report dropped: coordinator session congested or gone");
+        }
+    }
+
     /// Sends an update. Progress lines are best effort (dropped when the
     /// session is congested: the next line supersedes them); final results wait
     /// for room, and if the session is gone they reach the coordinator through

@@ -47,6 +47,7 @@
 mod auth;
 pub mod boot;
 pub mod control;
+pub mod ethernet;
 pub mod fault;
 pub mod ipmi;
 pub mod node;

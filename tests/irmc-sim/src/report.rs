@@ -2,8 +2,11 @@
 //!
 //! With `--report FILE` every node serves that file verbatim. Otherwise a small report
 //! is generated per node with the shape clients read: `Root@Version/@OS`,
-//! `System/Processor/CPU/CoreNumber`, `System/Memory/Installed` (MB) and
-//! `System/ManagementControllers/iRMC[@Name]/Firmware`.
+//! `System/BIOS/SMBIOS/Type0/BiosVersion`, `System/Processor/CPU/CoreNumber`,
+//! `System/Memory/Installed` (MB), `System/ManagementControllers/iRMC[@Name]/Firmware` and
+//! the RAID controller's `PhysicalDrive/ConfigurableSize` under
+//! `Software/ServerView/ServerViewRaid`. Like a real report it names no host NIC MAC (only
+//! the iRMC's own); the NICs are in Redfish (`ethernet.rs`).
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -146,7 +149,14 @@ pub fn identify(doc: &str) -> Option<(Model, String)> {
     Some((model?, firmware?))
 }
 
-/// Generate a report for one node.
+/// The BIOS version of every generated report (`System/BIOS/SMBIOS/Type0/BiosVersion`).
+pub const BIOS_VERSION: &str = "V4.6.5.4 R1.14.0 for D2939-B1x";
+/// Size of each of the two physical drives of a generated report
+/// (`PhysicalDrive/ConfigurableSize`, MB, as ServerView RAID reports it).
+pub const DRIVE_MB: u64 = 190240;
+
+/// Generate a report for one node: the shape of a real report (the elements clients read,
+/// at the paths a real iRMC S4 puts them; see the fixture in `fixtures/`).
 pub fn generate(model: Model, firmware: &str, address: Ipv4Addr, index: usize) -> String {
     let fw = escape(firmware);
     format!(
@@ -154,6 +164,7 @@ pub fn generate(model: Model, firmware: &str, address: Ipv4Addr, index: usize) -
 <Root Schema=\"2\" Version=\"{fw}\" OS=\"{os}\">\n\
  <Summary>\n  <Created>\n   <Company>FUJITSU</Company>\n   <Computer>iRMC-SIM-{index:05}</Computer>\n   <OS>{os} {fw}  {server}</OS>\n  </Created>\n </Summary>\n\
  <System>\n\
+  <BIOS Schema=\"1\">\n   <SMBIOS Version=\"Unknown\">\n    <Type0 Name=\"BIOS Information\" Type=\"0\">\n     <BiosVersion>{bios}</BiosVersion>\n    </Type0>\n   </SMBIOS>\n  </BIOS>\n\
   <Processor Schema=\"1\">\n\
    <CPU Boot=\"true\">\n    <SocketDesignation>CPU1</SocketDesignation>\n    <Manufacturer>Intel</Manufacturer>\n    <Speed>2600</Speed>\n    <CoreNumber>8</CoreNumber>\n    <LogicalCpuNumber>16</LogicalCpuNumber>\n   </CPU>\n\
    <CPU Boot=\"false\">\n    <SocketDesignation>CPU2</SocketDesignation>\n    <Manufacturer>Intel</Manufacturer>\n    <Speed>2600</Speed>\n    <CoreNumber>8</CoreNumber>\n    <LogicalCpuNumber>16</LogicalCpuNumber>\n   </CPU>\n\
@@ -161,7 +172,15 @@ pub fn generate(model: Model, firmware: &str, address: Ipv4Addr, index: usize) -
   <Memory Schema=\"2\">\n   <Installed>8192</Installed>\n  </Memory>\n\
   <ManagementControllers Schema=\"1\">\n   <iRMC Name=\"{os}\">\n    <Firmware>{fw}</Firmware>\n    <IPAddress>{address}</IPAddress>\n   </iRMC>\n  </ManagementControllers>\n\
  </System>\n\
+ <Software>\n  <ServerView>\n   <ServerViewRaid Schema=\"1\" Installed=\"true\">\n    <amEMSV Version=\"2\" ReadSocket=\"permanent\">\n     <System>\n\
+      <Adapter Nr=\"0\" Type=\"SAS\" Name=\"RAID Ctrl SAS 6G (0)\">\n       <Ports Number=\"1\">\n        <Port Nr=\"0\" Type=\"SAS\" Name=\"Port 0 - 3\">\n         <Enclosure Name=\"Enclosure (1)\">\n\
+          <PhysicalDrive DeviceNumber=\"8\" Name=\"SIM-SSD (1:0)\">\n           <ConfigurableSize>{drive_mb}</ConfigurableSize>\n          </PhysicalDrive>\n\
+          <PhysicalDrive DeviceNumber=\"9\" Name=\"SIM-SSD (1:1)\">\n           <ConfigurableSize>{drive_mb}</ConfigurableSize>\n          </PhysicalDrive>\n\
+         </Enclosure>\n        </Port>\n       </Ports>\n      </Adapter>\n\
+     </System>\n    </amEMSV>\n   </ServerViewRaid>\n  </ServerView>\n </Software>\n\
 </Root>\n",
+        bios = BIOS_VERSION,
+        drive_mb = DRIVE_MB,
         os = model.name(),
         server = model.server_model(),
     )

@@ -549,7 +549,7 @@ fn plain(status: StatusCode, text: &str) -> Resp {
 
 /// Known endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Route {
+pub(crate) enum Route {
     RedfishRoot,
     Systems,
     System,
@@ -558,6 +558,10 @@ enum Route {
     Config,
     Report,
     Settings,
+    /// `/redfish/v1/Systems/0/EthernetInterfaces` (`ethernet.rs`).
+    EthernetInterfaces,
+    /// `/redfish/v1/Systems/0/EthernetInterfaces/{n}`, n counted from 1.
+    EthernetInterface(u8),
 }
 
 impl Route {
@@ -567,6 +571,9 @@ impl Route {
         } else {
             path
         };
+        if let Some(nic) = crate::ethernet::route(p) {
+            return Some(nic);
+        }
         Some(match p {
             "/redfish/v1" => Route::RedfishRoot,
             "/redfish/v1/Systems" => Route::Systems,
@@ -589,7 +596,12 @@ impl Route {
     fn is_redfish(self) -> bool {
         matches!(
             self,
-            Route::RedfishRoot | Route::Systems | Route::System | Route::Reset
+            Route::RedfishRoot
+                | Route::Systems
+                | Route::System
+                | Route::Reset
+                | Route::EthernetInterfaces
+                | Route::EthernetInterface(_)
         )
     }
     fn is_xml(self) -> bool {
@@ -726,6 +738,21 @@ async fn route(
                     "Name": "Computer System Collection", "Members@odata.count": 1,
                     "Members": [{"@odata.id": "/redfish/v1/Systems/0"}]}),
             )
+        }
+        Route::EthernetInterfaces => {
+            node.update(|s| s.counters.redfish_get += 1);
+            json_resp(StatusCode::OK, &crate::ethernet::collection())
+        }
+        Route::EthernetInterface(n) => {
+            node.update(|s| s.counters.redfish_get += 1);
+            match crate::ethernet::member(node.address(), n) {
+                Some(v) => json_resp(StatusCode::OK, &v),
+                None => redfish_error(
+                    StatusCode::NOT_FOUND,
+                    "Base.1.0.ResourceMissingAtURI",
+                    "no such Ethernet interface",
+                ),
+            }
         }
         Route::System if method == Method::GET => {
             node.update(|s| s.counters.redfish_get += 1);
@@ -873,6 +900,7 @@ fn system_json(shared: &Shared, node: &NodeHandle) -> serde_json::Value {
         "SystemType": "Physical",
         "UUID": node_uuid(node, 0x01),
         "PowerState": power.as_redfish(),
+        "EthernetInterfaces": {"@odata.id": crate::ethernet::COLLECTION},
         "Boot": {
             "BootSourceOverrideTarget": boot.target.as_str(),
             "BootSourceOverrideEnabled": boot.enabled.as_str(),

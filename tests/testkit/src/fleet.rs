@@ -853,6 +853,18 @@ impl Fleet {
         http_get_json(sim.control()?, &format!("/nodes/{j}")).await
     }
 
+    /// Switches simulated node `i`'s power behind the coordinator's back, through the
+    /// simulator's control API (`action`: on, off, reset, cycle).
+    pub async fn sim_power(&self, i: usize, action: &str) -> Result<serde_json::Value> {
+        let (sim, j) = self.sim_of(i);
+        crate::observe::http_post_json(
+            sim.control()?,
+            &format!("/nodes/{j}/power"),
+            &serde_json::json!({ "action": action }),
+        )
+        .await
+    }
+
     /// Stops everything (SIGTERM, then SIGKILL).
     pub async fn shutdown(mut self) {
         for p in self.agents.iter_mut().flatten() {

@@ -30,7 +30,7 @@ pub struct NodeSummary {
 pub fn is_failed(n: &NodeSummary) -> bool {
     matches!(
         n.provision_state.as_str(),
-        "deploy failed" | "clean failed" | "error"
+        "deploy failed" | "clean failed" | "inspect failed" | "error"
     ) || (n.provision_state == "enroll" && !n.last_error.is_empty())
 }
 
@@ -158,6 +158,35 @@ pub async fn http_get_json(addr: &str, path: &str) -> Result<serde_json::Value> 
     let status = reply.status();
     if !status.is_success() {
         bail!("GET {url}: {status}");
+    }
+    reply
+        .json()
+        .await
+        .with_context(|| format!("parsing JSON from {url}"))
+}
+
+/// POST a JSON document to a loopback HTTP server (the simulator's control API); returns
+/// the JSON reply.
+pub async fn http_post_json(
+    addr: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<serde_json::Value> {
+    let url = format!("http://{addr}{path}");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .context("building an HTTP client")?;
+    let reply = client
+        .post(&url)
+        .json(body)
+        .send()
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    let status = reply.status();
+    if !status.is_success() {
+        bail!("POST {url}: {status}");
     }
     reply
         .json()

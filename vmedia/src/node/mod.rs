@@ -18,9 +18,11 @@ use crate::client::{Clients, Target, connect, kv_line, parse_kv, status_err, tab
 use crate::output::{self, Format, OutputArgs};
 
 mod import;
+mod power;
 mod verb;
 
 use import::import;
+use power::{PowerArgs, power};
 use verb::verb;
 
 /// Nodes per BulkSetProvisionState call, so the progress bar moves and no message gets huge.
@@ -63,6 +65,19 @@ pub enum NodeCommand {
     Rebuild(VerbArgs),
     /// Stop a deploy waiting for its ramdisk or for a share slot
     Abort(VerbArgs),
+    /// Out-of-band inspection, manageable -> inspecting -> manageable: fills properties
+    /// (cpus, cpu_arch, memory_mb, local_gb, capabilities) and adds a port per NIC MAC.
+    /// Waits with a progress bar (--no-wait to only start it)
+    Inspect {
+        #[command(flatten)]
+        nodes: VerbArgs,
+        /// Return once the coordinator accepted the inspections
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Power actions: on | off | reboot | soft-off | soft-reboot | nmi (Ironic's "power on",
+    /// "power off", "rebooting", "soft power off", "soft rebooting", "inject nmi")
+    Power(PowerArgs),
     /// Which share agent serves the node and why
     Explain {
         node: String,
@@ -279,6 +294,11 @@ pub async fn run(target: &Target, cmd: NodeCommand) -> anyhow::Result<ExitCode> 
         NodeCommand::Undeploy(a) => return verb(&mut c, "undeploy", a).await,
         NodeCommand::Rebuild(a) => return verb(&mut c, "rebuild", a).await,
         NodeCommand::Abort(a) => return verb(&mut c, "abort", a).await,
+        NodeCommand::Inspect { mut nodes, no_wait } => {
+            nodes.wait = !no_wait;
+            return verb(&mut c, "inspect", nodes).await;
+        }
+        NodeCommand::Power(p) => return power(&mut c, p).await,
         NodeCommand::Explain { node, out } => {
             let e = c
                 .nodes
@@ -411,6 +431,11 @@ fn node_fields(n: &Node) -> String {
             n.target_provision_state.clone(),
         ],
         vec!["power_state".into(), n.power_state.clone()],
+        vec!["target_power_state".into(), n.target_power_state.clone()],
+        vec![
+            "power_updated_at_ms".into(),
+            n.power_updated_at_ms.to_string(),
+        ],
         vec!["progress".into(), n.progress.clone()],
         vec!["queue_position".into(), n.queue_position.to_string()],
         vec!["share".into(), n.share.clone()],
@@ -434,7 +459,8 @@ pub fn node_json(n: &Node) -> Value {
         "power_state": n.power_state, "share": n.share, "progress": n.progress,
         "queue_position": n.queue_position, "created_at_ms": n.created_at_ms,
         "updated_at_ms": n.updated_at_ms, "provision_updated_at_ms": n.provision_updated_at_ms,
-        "maintenance": n.maintenance,
+        "maintenance": n.maintenance, "target_power_state": n.target_power_state,
+        "power_updated_at_ms": n.power_updated_at_ms,
     })
 }
 

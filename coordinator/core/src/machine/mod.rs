@@ -26,6 +26,10 @@ pub struct MachineConfig {
     pub automated_clean: bool,
     /// Attempts for a job whose failure the agent marked retryable (1 = no retry).
     pub max_attempts: u32,
+    /// Ironic's `[conductor]force_power_state_during_sync`: when the power-state sync
+    /// finds a node in another state than recorded, power it back (true) or only record
+    /// what it found (false, the default).
+    pub force_power_state_during_sync: bool,
     /// Secret mixed into every job id, so that nobody who knows a node's uuid and
     /// history can compute its job ids. Random per coordinator process; job ids are
     /// persisted with their intent, so a restart never needs the old key.
@@ -50,6 +54,7 @@ impl Default for MachineConfig {
             automated_clean: false,
             max_attempts: 3,
             job_id_key: JobIdKey::default(),
+            force_power_state_during_sync: false,
         }
     }
 }
@@ -75,6 +80,10 @@ pub enum Event {
     AgentLost { agent: AgentId },
     /// The node's share agent was drained by the operator.
     AgentDrained,
+    /// An operator power action (`power on`, `power off`, `rebooting`, ...).
+    Power(crate::PowerAction),
+    /// The power-state sync read the node's power state from its BMC.
+    PowerObserved(crate::PowerState),
 }
 
 /// Side effects the caller must perform, in order, AFTER persisting the new status.
@@ -130,6 +139,13 @@ impl Transition {
 ///   (CleanUp) when automated_clean] -> available. Failure -> error / clean failed.
 /// - abort: wait call-back -> deploy failed; a queued deploy/verify/clean -> back
 ///   where it was.
+/// - inspect (manageable | inspect failed): -> inspecting (Enqueue, Inspect job) ->
+///   manageable; failure or timeout -> inspect failed with last_error. The caller
+///   writes the inventory into the spec before feeding the job's result.
+/// - power (any state with no work under way): Power job with the action persisted
+///   in `target_power_state`; its result records `power_state` (and the time it
+///   changed), a failure only `last_error`. The sync's `PowerObserved` records a change
+///   (or, with `force_power_state_during_sync`, powers the node back).
 /// - AgentLost while a job or wait is in flight: back to the safe point (Enqueue
 ///   again, so the deploy restarts with PrepareRamdisk and a fresh token elsewhere).
 pub fn step(
@@ -155,6 +171,8 @@ pub fn step(
         Event::Timeout { now_ms } => m.timeout(now_ms),
         Event::AgentLost { agent } => m.agent_lost(&agent),
         Event::AgentDrained => m.agent_drained(),
+        Event::Power(action) => m.power(action)?,
+        Event::PowerObserved(state) => m.power_observed(state),
     }
     let mut status = m.s;
     let mut actions = m.actions;

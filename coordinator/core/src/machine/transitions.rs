@@ -8,7 +8,7 @@ use crate::agent::AgentId;
 use crate::job::{build_job, job_uuid};
 use crate::node::{DeployStep, JobIntent, JobKind, NodeSpec, NodeStatus};
 use crate::secret::Secret;
-use crate::{CoreError, ProvisionState, Verb};
+use crate::{CoreError, PowerAction, PowerState, ProvisionState, Verb};
 
 pub(super) struct Machine<'a> {
     pub(super) s: NodeStatus,
@@ -130,7 +130,7 @@ impl Machine<'_> {
                 self.s.resume_state = Some(P::Enroll);
                 self.enqueue(false);
             }
-            (Verb::Manage, P::Available | P::CleanFailed) => {
+            (Verb::Manage, P::Available | P::CleanFailed | P::InspectFailed) => {
                 self.cancel_job();
                 self.settle();
                 self.set_state(P::Manageable, None);
@@ -144,6 +144,24 @@ impl Machine<'_> {
                 } else {
                     self.set_state(P::Available, None);
                 }
+            }
+            (Verb::Deploy, P::Available | P::DeployFailed)
+            | (Verb::Rebuild, P::Active | P::DeployFailed)
+                if self.spec.macs.is_empty() =>
+            {
+                return Err(CoreError::DeployInvalid {
+                    verb,
+                    node: self.uuid(),
+                    reason: crate::NO_MAC_REASON,
+                });
+            }
+            (Verb::Inspect, P::Manageable | P::InspectFailed) => {
+                self.cancel_job();
+                self.settle();
+                self.s.resume_state = Some(state);
+                self.s.last_error = None;
+                self.set_state(P::Inspecting, Some(P::Manageable));
+                self.enqueue(false);
             }
             (Verb::Deploy, P::Available | P::DeployFailed)
             | (Verb::Rebuild, P::Active | P::DeployFailed) => {
@@ -171,7 +189,7 @@ impl Machine<'_> {
                 );
                 self.fail_deploy(msg);
             }
-            (Verb::Abort, P::Deploying | P::Verifying | P::Cleaning)
+            (Verb::Abort, P::Deploying | P::Verifying | P::Cleaning | P::Inspecting)
                 if self.s.step == DeployStep::Queued =>
             {
                 let back = self.s.resume_state.unwrap_or(match state {
@@ -230,6 +248,10 @@ impl Machine<'_> {
                 self.issue(JobKind::PrepareRamdisk, 1, DeployStep::PrepareRamdisk);
             }
             P::Deleting | P::Cleaning => self.issue(JobKind::CleanUp, 1, DeployStep::CleanUp),
+            P::Inspecting => self.issue(JobKind::Inspect, 1, DeployStep::Inspect),
+            _ if self.s.target_power_state.is_some() => {
+                self.issue(JobKind::Power, 1, DeployStep::Power)
+            }
             _ => self.actions.push(Action::ReleaseSlot),
         }
         Ok(())
@@ -240,7 +262,10 @@ impl Machine<'_> {
             return; // stale or duplicate result: ignore
         };
         if let Some(p) = r.output.power_state {
-            self.s.power_state = Some(p);
+            self.record_power(p);
+        }
+        if intent.kind == JobKind::Power {
+            self.power_finished(&r);
         }
         // Outside a running operation (e.g. the clean-up after a failed deploy) a
         // job's result only clears the intent.
@@ -326,6 +351,19 @@ impl Machine<'_> {
             (P::Cleaning, _, true) => {
                 self.settle();
                 self.set_state(P::Available, None);
+            }
+            (P::Inspecting, JobKind::Inspect, true) => {
+                self.settle();
+                self.set_state(P::Manageable, None);
+            }
+            (P::Inspecting, _, _) => {
+                self.settle();
+                self.set_state(P::InspectFailed, None);
+                self.s.last_error = Some(format!(
+                    "Failed to inspect hardware of node {} (BMC {}) during {op}: {error}",
+                    self.uuid(),
+                    self.bmc()
+                ));
             }
             (P::Cleaning, _, false) => {
                 self.settle();
@@ -430,6 +468,14 @@ impl Machine<'_> {
                     "Failed to tear down node {uuid} (BMC {bmc}): timeout reached after {secs} s during {op}"
                 ));
             }
+            (P::Inspecting, _) => {
+                self.cancel_job();
+                self.settle();
+                self.set_state(P::InspectFailed, None);
+                self.s.last_error = Some(format!(
+                    "Failed to inspect hardware of node {uuid} (BMC {bmc}): timeout reached after {secs} s during {op}"
+                ));
+            }
             (P::Cleaning, _) => {
                 self.cancel_job();
                 self.settle();
@@ -440,6 +486,12 @@ impl Machine<'_> {
             }
             _ => {
                 // A best-effort job (clean-up after failure, power) overran: forget it.
+                if let Some(action) = self.s.target_power_state.take() {
+                    self.s.last_error = Some(format!(
+                        "Failed to set the power state of node {uuid} (BMC {bmc}) to \"{}\": timeout reached after {secs} s",
+                        action.ironic_name()
+                    ));
+                }
                 self.cancel_job();
                 self.s.step = DeployStep::None;
                 self.s.progress.clear();
@@ -463,16 +515,18 @@ impl Machine<'_> {
                 self.enqueue(true);
                 self.s.progress = format!("share agent {agent} lost; waiting for a share slot");
             }
-            P::Verifying | P::Deleting | P::Cleaning => {
+            P::Verifying | P::Deleting | P::Cleaning | P::Inspecting => {
                 self.actions.push(Action::ReleaseSlot);
                 self.enqueue(false);
                 self.s.progress = format!("share agent {agent} lost; waiting for a share agent");
             }
             _ => {
-                if self.s.job.is_some() {
+                if self.s.job.is_some() || self.s.step == DeployStep::Queued {
                     self.cancel_job();
+                    self.s.target_power_state = None;
                     self.s.step = DeployStep::None;
                     self.s.progress.clear();
+                    self.actions.push(Action::ReleaseSlot);
                 }
             }
         }
@@ -491,6 +545,129 @@ impl Machine<'_> {
             }
             // Running work finishes where it is.
             _ => {}
+        }
+    }
+}
+
+impl Machine<'_> {
+    /// Records a power state read from the BMC, stamping the time it changed.
+    fn record_power(&mut self, p: PowerState) {
+        if self.s.power_state != Some(p) {
+            self.s.power_state = Some(p);
+            self.s.power_updated_at_ms = self.now;
+        }
+    }
+
+    /// The end of a power job: the target is reached (or not: `last_error`).
+    fn power_finished(&mut self, r: &JobResult) {
+        let Some(action) = self.s.target_power_state.take() else {
+            return;
+        };
+        if r.ok {
+            if self
+                .s
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("Failed to set the power state"))
+            {
+                self.s.last_error = None;
+            }
+        } else {
+            let error = r
+                .error
+                .clone()
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| "the agent reported a failure without details".to_string());
+            self.s.last_error = Some(format!(
+                "Failed to set the power state of node {} (BMC {}) to \"{}\": {error}",
+                self.uuid(),
+                self.bmc(),
+                action.ironic_name()
+            ));
+        }
+    }
+
+    /// True when no operation, job or queue slot is under way.
+    fn idle(&self) -> bool {
+        self.s.job.is_none()
+            && self.s.step == DeployStep::None
+            && !self.s.provision_state.is_transient()
+    }
+
+    /// An operator power action: refused while other work is under way (as Ironic
+    /// refuses a locked node); otherwise persisted as the target, then sent.
+    pub(super) fn power(&mut self, action: PowerAction) -> Result<(), CoreError> {
+        let refuse = |m: &Self, reason: String| CoreError::PowerRefused {
+            action: action.ironic_name(),
+            node: m.uuid(),
+            bmc: m.bmc().to_string(),
+            reason,
+        };
+        if !PowerAction::VERBS.contains(&action) {
+            return Err(refuse(self, "not an operator power action".to_string()));
+        }
+        if !self.idle() {
+            let what = if self.s.target_power_state.is_some() {
+                format!(
+                    "the power action \"{}\" is still running",
+                    self.s
+                        .target_power_state
+                        .map_or("", PowerAction::ironic_name)
+                )
+            } else {
+                format!(
+                    "it is in state \"{}\" with work under way ({})",
+                    self.s.provision_state,
+                    if self.s.progress.is_empty() {
+                        "a job"
+                    } else {
+                        &self.s.progress
+                    }
+                )
+            };
+            return Err(refuse(self, format!("{what}; try again when it is done")));
+        }
+        self.s.target_power_state = Some(action);
+        if self.s.agent.is_some() {
+            self.issue(JobKind::Power, 1, DeployStep::Power);
+            self.s.progress = format!(
+                "{} on share {}",
+                action.ironic_name(),
+                self.s.agent.as_ref().map_or("?", AgentId::as_str)
+            );
+        } else {
+            // Not placed yet: placement and admission first, then the job.
+            self.enqueue(false);
+        }
+        Ok(())
+    }
+
+    /// The sync read the power state. Report only (Ironic's default): record the
+    /// change. With `force_power_state_during_sync`, an idle node found in another
+    /// state than recorded is powered back.
+    pub(super) fn power_observed(&mut self, p: PowerState) {
+        let before = self.s.power_state;
+        if before == Some(p) {
+            return;
+        }
+        match before {
+            Some(want)
+                if self.cfg.force_power_state_during_sync
+                    && self.idle()
+                    && self.s.agent.is_some() =>
+            {
+                let action = match want {
+                    PowerState::On => PowerAction::On,
+                    PowerState::Off => PowerAction::Off,
+                };
+                self.s.target_power_state = Some(action);
+                self.issue(JobKind::Power, 1, DeployStep::Power);
+                self.s.progress = format!(
+                    "power-state sync found \"{p}\", recorded \"{want}\": forcing {}",
+                    action.ironic_name()
+                );
+            }
+            _ => self.record_power(p),
         }
     }
 }

@@ -22,6 +22,11 @@ use crate::{CoreError, MASK};
 pub(crate) use bmc::parse_bool;
 use bmc::{check_bmc, check_bmc_all};
 pub use identity::parse_mac;
+
+/// `aa:bb:cc:dd:ee:ff`, lowercase.
+pub(crate) fn format_mac_pub(o: [u8; 6]) -> String {
+    format_mac(o)
+}
 use identity::{check_name, format_mac};
 use limits::check_limits;
 #[cfg(test)]
@@ -38,6 +43,10 @@ pub struct InterfaceCheck {
     /// Empty when `result`; otherwise every problem, "; "-separated.
     pub reason: String,
 }
+
+/// The deploy check's line for a node without any port: the deploy ramdisk finds its
+/// node by MAC, so without one the deploy would only end at the call-back timeout.
+pub const NO_MAC_REASON: &str = "macs: the node has no port (MAC address), so the deploy ramdisk's lookup cannot find it; inspect it (`vmedia node inspect <node>`) or add a port (`vmedia node set <node> --mac aa:bb:cc:dd:ee:ff`)";
 
 /// Drivers this system runs. `agent_irmc`/`iscsi_irmc` are Ironic's old classic
 /// driver names, accepted so imported nodes need no edit.
@@ -108,6 +117,9 @@ pub fn validate(node: &Node) -> Vec<InterfaceCheck> {
         if parse_mac(mac).is_none() {
             deploy.push(format!("macs[{i}]: invalid MAC address {mac:?}"));
         }
+    }
+    if spec.macs.is_empty() {
+        deploy.push(NO_MAC_REASON.to_string());
     }
     let check = |interface: &'static str, problems: &[String]| InterfaceCheck {
         interface,

@@ -90,7 +90,7 @@ impl Engine {
     }
 
     /// A job update: it also counts as a sign of life of its session.
-    pub(super) fn job_update_cmd(
+    pub(super) async fn job_update_cmd(
         &mut self,
         b: &mut Batch,
         agent: &AgentId,
@@ -108,7 +108,60 @@ impl Engine {
             return;
         };
         a.last_seen_ms = now_ms();
+        let update = self.store_inventory(agent, update).await;
         self.job_update(b, agent, update);
+    }
+
+    /// An inspection's result: the inventory goes into the node's spec (properties merged,
+    /// ports added) BEFORE the state machine hears of it, so `manageable` after `inspecting`
+    /// always means the properties are stored. A failed write fails the inspection.
+    async fn store_inventory(&mut self, agent: &AgentId, mut u: JobUpdate) -> JobUpdate {
+        let Some(inv) = u.result.output.inventory.take() else {
+            return u;
+        };
+        if u.state != JobState::Succeeded {
+            return u;
+        }
+        let (Ok(uuid), Ok(job_id)) = (Uuid::parse_str(&u.node_uuid), Uuid::parse_str(&u.job_id))
+        else {
+            return u;
+        };
+        let Some(node) = self.cache.get(&uuid) else {
+            return u;
+        };
+        if node.status.job.map(|j| (j.job_id, j.kind)) != Some((job_id, core::JobKind::Inspect))
+            || node.status.agent.as_ref() != Some(agent)
+        {
+            // Not this agent's inspection: `job_update` refuses it and says why.
+            return u;
+        }
+        let mut spec = node.spec.clone();
+        core::merge_inventory(&mut spec, &inv);
+        if spec == node.spec {
+            return u;
+        }
+        match self.store.update_spec(uuid, &spec).await {
+            Ok(()) => {
+                tracing::info!(node = %uuid, agent = %agent, macs = spec.macs.len(), "inspection stored");
+                let status = node.status.clone();
+                let version = node.version;
+                self.evict(&uuid);
+                self.insert_cache(Node {
+                    spec,
+                    status,
+                    version,
+                });
+            }
+            Err(e) => {
+                u.state = JobState::Failed;
+                u.result.ok = false;
+                u.result.error = Some(format!(
+                    "node {uuid}: BMC {}: inspect hardware: the inventory could not be stored: {e}",
+                    spec.bmc_address().unwrap_or("<no irmc_address>")
+                ));
+            }
+        }
+        u
     }
 
     pub(super) fn session_closed(&mut self, agent: &AgentId, session: u64) {
@@ -378,7 +431,16 @@ impl Engine {
             let _ = self.events.send(ev);
             return;
         }
-        let result = u.result;
+        let mut result = u.result;
+        if result.ok && result.output.inventory.take().is_some() {
+            // An inspection's result replayed in a hello (`known_jobs`): its inventory was
+            // not stored (that needs the async path of `job_update_cmd`), so inspect again.
+            result.ok = false;
+            result.retryable = true;
+            result.error = Some(format!(
+                "node {uuid}: inspect hardware: the result arrived with the agent's reconnection; inspecting again"
+            ));
+        }
         if let Err(e) = self.apply(b, uuid, Event::JobFinished { job_id, result }) {
             tracing::warn!(agent = %agent, node = %uuid, job = %job_id, error = %e, "job result not applied");
         }

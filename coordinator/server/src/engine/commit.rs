@@ -128,7 +128,9 @@ impl Engine {
         }
         b.sends.retain(|(_, msg)| match msg {
             ToAgent::Job(j) => !failed.contains_key(&j.node),
-            ToAgent::Cancel { node, .. } => !failed.contains_key(node),
+            ToAgent::Cancel { node, .. } | ToAgent::PowerQuery { node, .. } => {
+                !failed.contains_key(node)
+            }
             ToAgent::Welcome { .. } => true,
         });
         b.emits.retain(|u| !failed.contains_key(u));

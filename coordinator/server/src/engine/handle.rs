@@ -1,14 +1,14 @@
 //! What the gRPC services send to the engine ([`Cmd`]) and their handle on it
 //! ([`EngineHandle`]).
 
-use coordinator_core::{AgentId, Node, NodeId, Verb};
+use coordinator_core::{AgentId, Node, NodeId, PowerAction, Verb};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::queue::SharedQueue;
 use crate::domain::{
     AgentHeartbeat, AgentHello, BulkOutcome, Explanation, JobUpdate, NodeEvent, NodeView,
-    RamdiskHeartbeat, RamdiskLookup, RamdiskNode, ShareView, ToAgent,
+    PowerReport, RamdiskHeartbeat, RamdiskLookup, RamdiskNode, ShareView, ToAgent,
 };
 use crate::error::ServerError;
 
@@ -28,6 +28,22 @@ pub enum Cmd {
         nodes: Vec<NodeId>,
         verb: Verb,
         reply: Reply<BulkOutcome>,
+    },
+    /// An operator power action on one node.
+    Power {
+        node: NodeId,
+        action: PowerAction,
+        reply: Reply<NodeView>,
+    },
+    BulkPower {
+        nodes: Vec<NodeId>,
+        action: PowerAction,
+        reply: Reply<BulkOutcome>,
+    },
+    /// An agent's answer to a power-sync query.
+    PowerReport {
+        agent: AgentId,
+        report: PowerReport,
     },
     /// The operator changed a node's spec (already stored).
     SpecChanged {

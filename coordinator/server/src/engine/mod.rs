@@ -48,6 +48,7 @@ mod agents;
 mod commit;
 mod handle;
 mod nodes;
+mod power_sync;
 mod queue;
 mod relay;
 
@@ -55,7 +56,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use coordinator_core::{AgentId, Loads, MachineConfig, Node};
+use coordinator_core::{AgentId, Event, Loads, MachineConfig, Node};
 use coordinator_store::Store;
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
@@ -120,6 +121,8 @@ pub struct Engine {
     next_session: u64,
     /// Counters and histograms fed as events happen (see `crate::metrics`).
     metrics: EngineMetrics,
+    /// The power-state sync's per-agent rounds (`power_sync.rs`).
+    power_sync: power_sync::PowerSync,
 }
 
 impl Engine {
@@ -138,6 +141,7 @@ impl Engine {
             job_timeout_ms: cfg.job_timeout.as_millis() as i64,
             automated_clean: cfg.automated_clean,
             job_id_key: coordinator_core::JobIdKey(rand::random()),
+            force_power_state_during_sync: cfg.force_power_state_during_sync,
             ..MachineConfig::default()
         };
         let drained: BTreeSet<AgentId> = store
@@ -169,6 +173,7 @@ impl Engine {
             active_total: 0,
             next_session: 0,
             metrics,
+            power_sync: power_sync::PowerSync::default(),
         };
         engine.load_placement_index().await?;
         engine.resume_in_flight().await?;
@@ -199,7 +204,7 @@ impl Engine {
                     // Take everything else that is already waiting: one commit for all of it.
                     taken = self.take_waiting(&mut batch, 1).await;
                 }
-                _ = tick.tick() => self.on_tick(&mut batch),
+                _ = tick.tick() => self.on_tick(&mut batch).await,
             }
             // Commit pacing: under load, a batch with something to commit waits until
             // COMMIT_PACE after the previous commit and takes in what arrived meanwhile.
@@ -242,8 +247,21 @@ impl Engine {
     /// The dispatch table: which room serves which command.
     async fn handle(&mut self, cmd: Cmd, b: &mut Batch) {
         match cmd {
-            Cmd::Verb { node, verb, reply } => self.verb_cmd(b, node, verb, reply).await,
-            Cmd::Bulk { nodes, verb, reply } => self.bulk(b, nodes, verb, reply).await,
+            Cmd::Verb { node, verb, reply } => {
+                self.verb_cmd(b, node, Event::Verb(verb), reply).await
+            }
+            Cmd::Bulk { nodes, verb, reply } => self.bulk(b, nodes, Event::Verb(verb), reply).await,
+            Cmd::Power {
+                node,
+                action,
+                reply,
+            } => self.verb_cmd(b, node, Event::Power(action), reply).await,
+            Cmd::BulkPower {
+                nodes,
+                action,
+                reply,
+            } => self.bulk(b, nodes, Event::Power(action), reply).await,
+            Cmd::PowerReport { agent, report } => self.power_report(b, &agent, report).await,
             Cmd::SpecChanged { node } => self.spec_changed(*node),
             Cmd::Forget { uuid } => {
                 self.metrics.forget(&uuid);
@@ -267,7 +285,7 @@ impl Engine {
                 agent,
                 session,
                 update,
-            } => self.job_update_cmd(b, &agent, session, update),
+            } => self.job_update_cmd(b, &agent, session, update).await,
             Cmd::SessionClosed { agent, session } => self.session_closed(&agent, session),
             Cmd::ListShares { reply } => {
                 let _ = reply.send(Ok(self.list_shares()));
@@ -288,9 +306,10 @@ impl Engine {
     }
 
     /// Timer: deadlines of nodes, then the health of agents.
-    fn on_tick(&mut self, b: &mut Batch) {
+    async fn on_tick(&mut self, b: &mut Batch) {
         let now = now_ms();
         self.fire_deadlines(b, now);
         self.check_agents(b, now);
+        self.power_sync_tick(b, now).await;
     }
 }

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use coordinator_core::{
-    self as core, AgentId, DeployStep, Event, Node, NodeId, PlacementNode, ProvisionState, Verb,
+    self as core, AgentId, DeployStep, Event, Node, NodeId, PlacementNode, ProvisionState,
 };
 use uuid::Uuid;
 
@@ -136,7 +136,7 @@ impl Engine {
     }
 
     /// Makes sure the node is cached (loading it from the store); returns its uuid.
-    async fn ensure_cached(&mut self, id: &NodeId) -> Result<Uuid, ServerError> {
+    pub(super) async fn ensure_cached(&mut self, id: &NodeId) -> Result<Uuid, ServerError> {
         if let NodeId::Uuid(u) = id
             && self.cache.contains_key(u)
         {
@@ -190,10 +190,10 @@ impl Engine {
         &mut self,
         b: &mut Batch,
         node: NodeId,
-        verb: Verb,
+        event: Event,
         reply: Reply<NodeView>,
     ) {
-        match self.verb(b, &node, verb).await {
+        match self.verb(b, &node, event).await {
             Ok(uuid) => b.replies.push(PendingReply::Node(uuid, reply)),
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -206,7 +206,7 @@ impl Engine {
         &mut self,
         b: &mut Batch,
         nodes: Vec<NodeId>,
-        verb: Verb,
+        event: Event,
         reply: Reply<BulkOutcome>,
     ) {
         let mut accepted = 0;
@@ -214,7 +214,7 @@ impl Engine {
         for chunk in nodes.chunks(BULK_LOAD) {
             self.preload(chunk).await;
             for id in chunk {
-                match self.verb(b, id, verb).await {
+                match self.verb(b, id, event.clone()).await {
                     Ok(_) => accepted += 1,
                     Err(e) => failures.push(BulkFailure {
                         node: id.to_string(),
@@ -229,9 +229,15 @@ impl Engine {
         ));
     }
 
-    async fn verb(&mut self, b: &mut Batch, id: &NodeId, verb: Verb) -> Result<Uuid, ServerError> {
+    /// One operator event (a provision verb or a power action) on one node.
+    async fn verb(
+        &mut self,
+        b: &mut Batch,
+        id: &NodeId,
+        event: Event,
+    ) -> Result<Uuid, ServerError> {
         let uuid = self.ensure_cached(id).await?;
-        let r = self.apply(b, uuid, Event::Verb(verb));
+        let r = self.apply(b, uuid, event);
         if r.is_err() && !b.dirty_set.contains(&uuid) {
             // Nothing changed: do not keep an idle node in memory.
             if self.cache.get(&uuid).is_some_and(|n| !n.status.in_flight()) {

@@ -1,7 +1,8 @@
 //! Every iRMC wire format, one file each under `wire/`: SCCI `<CMDSEQ>`
 //! requests and the `<Status>` reply (`scci.rs`), the virtual drives'
 //! ConfigSpace items (`media.rs`), the `/iRMC_Settings.pre` dump
-//! (`settings.rs`), `/report.xml` (`report.rs`) and the Redfish JSON subset
+//! (`settings.rs`), `/report.xml` (`report.rs`; its hardware inventory and the
+//! Redfish NIC MACs for inspection in `inventory.rs`) and the Redfish JSON subset
 //! (`redfish.rs`), over a tiny XML layer (`xml.rs`). Pure functions, no IO.
 //!
 //! The golden tests (exact bytes, round trips, a real `/report.xml` capture
@@ -19,6 +20,7 @@
 //! Everything is re-exported here, so callers name `irmc::wire::X` whatever
 //! file `X` lives in.
 
+mod inventory;
 mod media;
 mod redfish;
 mod report;
@@ -26,6 +28,10 @@ mod scci;
 mod settings;
 mod xml;
 
+pub use inventory::{
+    REDFISH_ETHERNET, ReportInventory, parse_ethernet_collection, parse_ethernet_mac,
+    parse_inventory,
+};
 pub use media::{
     MediaKind, MediaLocation, MediaOes, OE_REMOTE_MEDIA_ENABLED, ShareType, media_settings_commands,
 };

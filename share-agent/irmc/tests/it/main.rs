@@ -4,6 +4,7 @@
 
 mod client;
 mod common;
+mod inventory;
 mod ipmi;
 mod logs;
 mod measure;

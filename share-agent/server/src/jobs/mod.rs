@@ -13,6 +13,7 @@
 
 pub mod ctx;
 pub mod deploy;
+pub mod inspect;
 pub mod instance;
 pub mod prepare;
 
@@ -65,6 +66,7 @@ fn kind_name(kind: &Option<pb::job::Kind>) -> &'static str {
         Some(pb::job::Kind::CleanUp(_)) => "clean-up",
         Some(pb::job::Kind::Power(_)) => "power",
         Some(pb::job::Kind::BmcInfo(_)) => "bmc-info",
+        Some(pb::job::Kind::Inspect(_)) => "inspect",
         None => "unknown",
     }
 }
@@ -155,6 +157,7 @@ async fn execute(agent: Arc<Agent>, job: pb::Job) -> pb::JobUpdate {
                 Some(pb::job::Kind::CleanUp(c)) => instance::clean_up(&mut ctx, c).await,
                 Some(pb::job::Kind::Power(p)) => power(&mut ctx, p).await,
                 Some(pb::job::Kind::BmcInfo(_)) => bmc_info(&mut ctx).await,
+                Some(pb::job::Kind::Inspect(_)) => inspect::inspect(&mut ctx).await,
                 None => Err(ctx.invalid("kind", "no job kind set")),
             }
         }
@@ -180,6 +183,45 @@ async fn execute(agent: Arc<Agent>, job: pb::Job) -> pb::JobUpdate {
             output,
         },
     }
+}
+
+/// The power-state sync's read of one node: not a job (no id, nothing recorded, no
+/// per-node queue: a read does not disturb a running job), answered with a
+/// `PowerReport`. The coordinator paces these within its BMC budget.
+pub fn power_query(agent: &Arc<Agent>, q: pb::PowerQuery) {
+    let agent = agent.clone();
+    tokio::spawn(async move {
+        let job = pb::Job {
+            job_id: format!("power-sync-{}", q.node_uuid),
+            node_uuid: q.node_uuid.clone(),
+            bmc: q.bmc,
+            kind: None,
+        };
+        let mut ctx = JobCtx::new(agent.clone(), &job);
+        let read = match check_node_name(&q.node_uuid) {
+            Err(e) => Err(e),
+            Ok(()) => match ctx.client() {
+                Ok(client) => ctx.bmc("get_power_state", client.power_state()).await,
+                Err(e) => Err(e),
+            },
+        };
+        let bmc_requests = ctx.out_with_requests().bmc_requests;
+        let report = match read {
+            Ok(s) => pb::PowerReport {
+                node_uuid: q.node_uuid,
+                power_state: power_text(s).to_string(),
+                error: String::new(),
+                bmc_requests,
+            },
+            Err(e) => pb::PowerReport {
+                node_uuid: q.node_uuid,
+                power_state: String::new(),
+                error: e.to_string(),
+                bmc_requests,
+            },
+        };
+        agent.sink.send_power_report(report);
+    });
 }
 
 /// Text for `JobOutput.power_state` (Ironic's words).

@@ -12,6 +12,7 @@ mod dashboard;
 mod demo_signals;
 mod ha_failover;
 mod metrics;
+mod power_inspect;
 mod security;
 mod single_node;
 mod stock_ipa;

@@ -167,6 +167,7 @@ impl FakeAgent {
                     Some(pb::job::Kind::CleanUp(_)) => "clean_up",
                     Some(pb::job::Kind::Power(_)) => "power",
                     Some(pb::job::Kind::BmcInfo(_)) => "bmc_info",
+                    Some(pb::job::Kind::Inspect(_)) => "inspect",
                     None => "none",
                 };
                 {

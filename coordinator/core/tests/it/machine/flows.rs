@@ -47,7 +47,11 @@ pub(super) fn check_invariants(
         assert!(actions.contains(&Action::Emit), "{name}: change is emitted");
     }
     if !after.provision_state.is_transient() && after.provision_state != P::DeployFailed {
-        assert!(after.job.is_none(), "{name}: settled node has no job");
+        // Only a power action runs outside an operation.
+        assert!(
+            after.job.is_none_or(|j| j.kind == K::Power),
+            "{name}: settled node has no job"
+        );
     }
     if matches!(
         after.provision_state,
@@ -58,8 +62,8 @@ pub(super) fn check_invariants(
             "{name}: token dropped after the operation"
         );
         assert!(
-            after.deadline_ms.is_none(),
-            "{name}: no deadline when settled"
+            after.deadline_ms.is_none() || after.job.is_some_and(|j| j.kind == K::Power),
+            "{name}: no deadline when settled (but a power action's)"
         );
     }
 }
@@ -79,13 +83,19 @@ fn every_state() -> Vec<NodeStatus> {
         st(P::Cleaning, S::CleanUp, Some(K::CleanUp)),
         st(P::CleanFailed, S::None, None),
         st(P::Error, S::None, None),
+        st(P::Inspecting, S::Inspect, Some(K::Inspect)),
+        st(P::InspectFailed, S::None, None),
     ]
 }
 
 #[test]
 fn every_verb_in_every_state() {
     let allowed: &[(Verb, &[P])] = &[
-        (Verb::Manage, &[P::Enroll, P::Available, P::CleanFailed]),
+        (
+            Verb::Manage,
+            &[P::Enroll, P::Available, P::CleanFailed, P::InspectFailed],
+        ),
+        (Verb::Inspect, &[P::Manageable, P::InspectFailed]),
         (Verb::Provide, &[P::Manageable]),
         (Verb::Deploy, &[P::Available, P::DeployFailed]),
         (Verb::Rebuild, &[P::Active, P::DeployFailed]),

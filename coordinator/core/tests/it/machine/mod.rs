@@ -641,3 +641,4 @@ fn transition_table() {
 mod flows;
 
 use flows::check_invariants;
+mod power_inspect;
