@@ -10,6 +10,8 @@
 //! - [`fsio`]: atomic, sparse, space-checked file writes and `statvfs` free space.
 //! - [`iso`]: El Torito boot ISOs (isolinux for BIOS, GRUB `BOOTX64.EFI` in an EFI system
 //!   partition image for UEFI), built in-process, and their content-addressed key.
+//! - [`configdrive`]: `instance_info.configdrive` in its three forms (URL, gzip+base64
+//!   ISO, JSON) and the OpenStack `config-2` ISO built from the JSON form.
 //! - [`store`]: content-addressed, reference-counted boot ISOs on the share, with GC.
 //! - [`image`]: image references (share file, URL, Glance) and checksums.
 //! - [`cache`]: the content-addressed image cache on the share (one download per image,
@@ -38,6 +40,7 @@
 //!   or error text.
 
 pub mod cache;
+pub mod configdrive;
 pub mod error;
 pub mod fsio;
 pub mod image;
@@ -47,6 +50,7 @@ pub mod sparse;
 pub mod store;
 
 pub use cache::{CacheConfig, CacheStats, CachedImage, GcStats, GlanceConfig, ImageCache, Secret};
+pub use configdrive::{ConfigDriveData, ConfigDriveSource, ResolvedConfigDrive};
 pub use error::MediaError;
 pub use fsio::{
     Durability, WriteStats, free_bytes, write_atomic, write_atomic_sparse, write_atomic_sparse_with,

@@ -4,6 +4,7 @@
 
 mod cache;
 mod common;
+mod configdrive;
 mod fat_mtools;
 mod iso;
 mod qemu_boot;
