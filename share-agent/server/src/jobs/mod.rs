@@ -3,6 +3,7 @@
 //! - `ctx`: [`JobCtx`], the per-job context (BMC client, progress, errors).
 //! - `prepare`: prepare-ramdisk (deploy ISO, parameter image, media, boot).
 //! - `deploy`: write-image (the ramdisk conversation).
+//! - `configdrive`: the write-image job's config drive (pass through, build, or publish).
 //! - `instance`: prepare-instance and clean-up.
 //! - this file: dispatch, power actions, BMC info.
 //!
@@ -11,6 +12,7 @@
 //! node; every failure is a FAILED update whose text names the node, the BMC
 //! and the operation; a panicking job becomes a FAILED update, never a stuck one.
 
+pub mod configdrive;
 pub mod ctx;
 pub mod deploy;
 pub mod instance;
