@@ -5,6 +5,7 @@
 //! - `deploy`: write-image (the ramdisk conversation).
 //! - `configdrive`: the write-image job's config drive (pass through, build, or publish).
 //! - `instance`: prepare-instance and clean-up.
+//! - `netboot`: prepare-instance's boot ISO for a netbooted partition image.
 //! - this file: dispatch, power actions, BMC info.
 //!
 //! Invariants: a job id runs at most once per process (a repeat gets the
@@ -16,6 +17,7 @@ pub mod configdrive;
 pub mod ctx;
 pub mod deploy;
 pub mod instance;
+pub mod netboot;
 pub mod prepare;
 
 use std::sync::Arc;
