@@ -22,6 +22,7 @@ mod certs;
 mod client;
 mod demo;
 mod media;
+mod media_configdrive;
 mod node;
 mod output;
 mod share;

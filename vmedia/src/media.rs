@@ -44,6 +44,9 @@ pub enum MediaCommand {
         #[arg(long, default_value = "")]
         extra_cmdline: String,
     },
+    /// Build an OpenStack config drive (ISO 9660, label config-2) from metadata files,
+    /// as a share agent builds it from instance_info.configdrive's JSON form.
+    Configdrive(crate::media_configdrive::ConfigDriveArgs),
 }
 
 /// Inputs shared by the ISO commands.
@@ -173,6 +176,7 @@ fn run_blocking(cmd: MediaCommand) -> anyhow::Result<ExitCode> {
                 spec.to_boot_spec()?.cmdline
             );
         }
+        MediaCommand::Configdrive(a) => println!("{}", crate::media_configdrive::run(a)?),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -271,6 +271,11 @@ pub enum JobSpec {
         boot_mode: String,
         image_type: String,
         timeout_s: u32,
+        /// `instance_info.configdrive` as given (URL, gzip+base64 ISO or JSON text);
+        /// it may hold secrets (user data), so it is never printed.
+        configdrive: Secret,
+        /// The node's name, the config drive's default `meta_data.name`.
+        node_name: String,
     },
     PrepareInstance {
         callback_url: String,
@@ -278,6 +283,12 @@ pub enum JobSpec {
         boot_iso: String,
         boot_mode: String,
         power_on: bool,
+        /// `local` or `netboot` ([`boot_option`]).
+        boot_option: String,
+        /// For a netboot partition image: `instance_info.kernel` and `.ramdisk`.
+        kernel: String,
+        ramdisk: String,
+        kernel_append_params: String,
     },
     CleanUp {
         power_off: bool,
@@ -433,6 +444,8 @@ pub(crate) fn build_job(
                 "whole-disk".to_string()
             },
             timeout_s: u32::try_from(cfg.job_timeout_ms / 1000).unwrap_or(u32::MAX),
+            configdrive: Secret::new(ii("configdrive")),
+            node_name: spec.name.clone().unwrap_or_default(),
         },
         JobKind::PrepareInstance => JobSpec::PrepareInstance {
             callback_url,
@@ -442,6 +455,14 @@ pub(crate) fn build_job(
                 .to_string(),
             boot_mode,
             power_on: true,
+            boot_option: boot_option(spec).to_string(),
+            kernel: ii("kernel"),
+            ramdisk: ii("ramdisk"),
+            kernel_append_params: spec
+                .driver_info
+                .get("kernel_append_params")
+                .cloned()
+                .unwrap_or_else(|| ii("kernel_append_params")),
         },
         JobKind::CleanUp => JobSpec::CleanUp { power_off: true },
         JobKind::Power => JobSpec::Power {
@@ -516,5 +537,110 @@ mod job_id_tests {
         assert_ne!(job_uuid(&a, node, 5, 1), job_uuid(&a, node, 6, 1));
         assert_eq!(job_uuid(&a, node, 5, 1).get_version_num(), 8);
         assert_eq!(format!("{a:?}"), "JobIdKey(******)");
+    }
+}
+
+/// How the deployed instance boots: `netboot` (from a boot ISO with the partition
+/// image's kernel and ramdisk) or `local` (from its disk). Read as Ironic's drivers
+/// read it before netboot was dropped from the direct deploy: `boot_option` in
+/// `instance_info.capabilities` (a JSON object, or `key:value,...` text), else
+/// `instance_info.boot_option`; `netboot` counts only for a partition image (one with
+/// `kernel` and `ramdisk`), a whole-disk image always boots locally.
+pub fn boot_option(spec: &NodeSpec) -> &'static str {
+    let ii = &spec.instance_info;
+    if !(ii.contains_key("kernel") && ii.contains_key("ramdisk")) {
+        return "local";
+    }
+    let from_caps = ii
+        .get("capabilities")
+        .and_then(|c| capability(c, "boot_option"));
+    let value = from_caps.or_else(|| ii.get("boot_option").map(|s| s.trim().to_string()));
+    if value.as_deref() == Some("netboot") {
+        "netboot"
+    } else {
+        "local"
+    }
+}
+
+/// One key of a capabilities value: `{"k": "v"}` JSON, or `k:v,k2:v2` text.
+fn capability(caps: &str, key: &str) -> Option<String> {
+    let caps = caps.trim();
+    if caps.starts_with('{') {
+        // A JSON object of strings, without a JSON parser in this pure crate: only the
+        // flat `"key": "value"` shape Ironic stores is accepted.
+        let inner = caps.trim_start_matches('{').trim_end_matches('}');
+        return inner.split(',').find_map(|pair| {
+            let (k, v) = pair.split_once(':')?;
+            (k.trim().trim_matches('"') == key).then(|| v.trim().trim_matches('"').to_string())
+        });
+    }
+    caps.split(',').find_map(|pair| {
+        let (k, v) = pair.split_once(':')?;
+        (k.trim() == key).then(|| v.trim().to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(pairs: &[(&str, &str)]) -> NodeSpec {
+        let mut s = NodeSpec::new(Uuid::nil());
+        for (k, v) in pairs {
+            s.instance_info.insert((*k).into(), (*v).into());
+        }
+        s
+    }
+
+    #[test]
+    fn boot_option_is_read_as_ironic_reads_capabilities() {
+        let part = [("kernel", "k"), ("ramdisk", "r")];
+        let with = |extra: (&str, &str)| {
+            let mut p = part.to_vec();
+            p.push(extra);
+            boot_option(&spec(&p))
+        };
+        assert_eq!(boot_option(&spec(&part)), "local");
+        assert_eq!(
+            with(("capabilities", r#"{"boot_option": "netboot"}"#)),
+            "netboot"
+        );
+        assert_eq!(
+            with(("capabilities", "boot_mode:uefi,boot_option:netboot")),
+            "netboot"
+        );
+        assert_eq!(
+            with(("capabilities", r#"{"boot_option": "local"}"#)),
+            "local"
+        );
+        assert_eq!(with(("boot_option", "netboot")), "netboot");
+        // A whole-disk image boots from its disk whatever the option says.
+        assert_eq!(
+            boot_option(&spec(&[("capabilities", "boot_option:netboot")])),
+            "local"
+        );
+    }
+
+    #[test]
+    fn configdrive_is_carried_and_never_printed() {
+        let mut s = spec(&[("configdrive", r#"{"user_data": "password: hunter2"}"#)]);
+        s.name = Some("n1".into());
+        let job = build_job(
+            JobKind::WriteImage,
+            &s,
+            &NodeStatus::new(0),
+            &MachineConfig::default(),
+        );
+        let JobSpec::WriteImage {
+            configdrive,
+            node_name,
+            ..
+        } = &job
+        else {
+            panic!("not a write-image job");
+        };
+        assert!(configdrive.expose().contains("hunter2"));
+        assert_eq!(node_name, "n1");
+        assert!(!format!("{job:?}").contains("hunter2"));
     }
 }

@@ -355,6 +355,8 @@ pub fn job_to_proto(
             boot_mode,
             image_type,
             timeout_s,
+            configdrive,
+            node_name,
         } => Kind::WriteImage(pb::WriteImage {
             callback_url: callback_url.clone(),
             agent_token: agent_token.expose().to_owned(),
@@ -366,6 +368,8 @@ pub fn job_to_proto(
             boot_mode: boot_mode.clone(),
             image_type: image_type.clone(),
             timeout_s: *timeout_s,
+            configdrive: configdrive.expose().to_owned(),
+            node_name: node_name.clone(),
         }),
         JobSpec::PrepareInstance {
             callback_url,
@@ -373,12 +377,20 @@ pub fn job_to_proto(
             boot_iso,
             boot_mode,
             power_on,
+            boot_option,
+            kernel,
+            ramdisk,
+            kernel_append_params,
         } => Kind::PrepareInstance(pb::PrepareInstance {
             callback_url: callback_url.clone(),
             agent_token: agent_token.expose().to_owned(),
             boot_iso: boot_iso.clone(),
             boot_mode: boot_mode.clone(),
             power_on: *power_on,
+            boot_option: boot_option.clone(),
+            kernel: kernel.clone(),
+            ramdisk: ramdisk.clone(),
+            kernel_append_params: kernel_append_params.clone(),
         }),
         JobSpec::CleanUp { power_off } => Kind::CleanUp(pb::CleanUp {
             power_off: *power_off,

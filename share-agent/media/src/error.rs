@@ -80,6 +80,10 @@ pub enum MediaError {
     #[error("unknown {what} {name:?}")]
     UnknownEntry { what: &'static str, name: String },
 
+    /// `instance_info.configdrive` cannot be used (its content is never shown).
+    #[error("invalid config drive: {reason}")]
+    InvalidConfigDrive { reason: String },
+
     /// A background task failed (panicked or was cancelled).
     #[error("{op}: background task failed: {reason}")]
     Task { op: &'static str, reason: String },

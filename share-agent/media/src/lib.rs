@@ -10,6 +10,9 @@
 //! - [`fsio`]: atomic, sparse, space-checked file writes and `statvfs` free space.
 //! - [`iso`]: El Torito boot ISOs (isolinux for BIOS, GRUB `BOOTX64.EFI` in an EFI system
 //!   partition image for UEFI), built in-process, and their content-addressed key.
+//! - [`configdrive`]: `instance_info.configdrive` in its three forms (URL, gzip+base64
+//!   ISO, JSON) and the OpenStack `config-2` ISO built from the JSON form.
+//! - [`netboot`]: the boot ISO of a netbooted partition image (`root=UUID=...`).
 //! - [`store`]: content-addressed, reference-counted boot ISOs on the share, with GC.
 //! - [`image`]: image references (share file, URL, Glance) and checksums.
 //! - [`cache`]: the content-addressed image cache on the share (one download per image,
@@ -38,15 +41,18 @@
 //!   or error text.
 
 pub mod cache;
+pub mod configdrive;
 pub mod error;
 pub mod fsio;
 pub mod image;
 pub mod iso;
+pub mod netboot;
 pub mod params;
 pub mod sparse;
 pub mod store;
 
 pub use cache::{CacheConfig, CacheStats, CachedImage, GcStats, GlanceConfig, ImageCache, Secret};
+pub use configdrive::{ConfigDriveData, ConfigDriveSource, ResolvedConfigDrive};
 pub use error::MediaError;
 pub use fsio::{
     Durability, WriteStats, free_bytes, write_atomic, write_atomic_sparse, write_atomic_sparse_with,
@@ -56,6 +62,7 @@ pub use iso::{
     BootIsoSpec, DeployIsoSpec, IsoStats, Loaders, boot_iso_key, build_boot_iso, build_deploy_iso,
     deploy_cmdline,
 };
+pub use netboot::{NetbootSpec, netboot_cmdline};
 pub use params::{
     FLOPPY_BYTES, HARD_DISK_BYTES, ImageForm, LABEL, PARAMS_FILE, Parameters, parameter_image,
     parameter_image_dense, parameter_image_sparse,

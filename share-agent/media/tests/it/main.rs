@@ -5,6 +5,7 @@
 mod cache;
 mod cache_hostile;
 mod common;
+mod configdrive;
 mod fat_mtools;
 mod iso;
 mod qemu_boot;

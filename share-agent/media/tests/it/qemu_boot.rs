@@ -238,3 +238,77 @@ fn boots_under_ovmf_with_parameter_disk() {
     let out = run_qemu(&args, Duration::from_secs(240));
     check_serial(&out, "/dev/vda", "uefi-node");
 }
+
+/// A netbooted partition image: its kernel and ramdisk in a boot ISO built through the
+/// content-addressed store (a second node with the same image and root UUID shares the
+/// file), `root=UUID=<root partition UUID>` on the command line; it boots under SeaBIOS
+/// to the kernel and its initramfs, which prints the command line it was given.
+#[test]
+fn netboot_iso_boots_with_the_root_uuid() {
+    let work = tempfile::tempdir().unwrap();
+    let Some((kernel, initrd)) = boot_inputs(work.path()) else {
+        return;
+    };
+    let root_uuid = "4f1c2e7a-93b5-4d0e-8a61-2c9e5b7d1f03";
+    let spec = boot_media::NetbootSpec {
+        kernel,
+        ramdisk: initrd,
+        root_uuid: root_uuid.into(),
+        kernel_append_params: "console=ttyS0,115200 loglevel=4".into(),
+        bios: true,
+        uefi: false,
+        loaders: common::test_loaders(),
+    };
+    let share = work.path().join("share");
+    let store = boot_media::BootIsoStore::new(&share, "boot-iso").unwrap();
+    let boot = spec.to_boot_spec().unwrap();
+    let first = store.get_or_build(&boot, "node-a").unwrap();
+    let second = store.get_or_build(&boot, "node-b").unwrap();
+    assert!(first.built && !second.built, "one file for both nodes");
+    assert_eq!(first.share_relative, second.share_relative);
+    eprintln!(
+        "netboot ISO: {} bytes on the share, shared by {} nodes",
+        first.size,
+        store.users(&first.share_relative).unwrap_or(0)
+    );
+    // Another root UUID is other bytes.
+    let other = boot_media::NetbootSpec {
+        root_uuid: "0000aaaa-0000-4000-8000-000000000000".into(),
+        ..spec.clone()
+    };
+    assert_ne!(
+        store.key(&other.to_boot_spec().unwrap()).unwrap(),
+        first.key
+    );
+
+    let args: Vec<String> = [
+        "-machine",
+        "accel=tcg",
+        "-m",
+        "512",
+        "-nographic",
+        "-no-reboot",
+        "-boot",
+        "d",
+        "-cdrom",
+        first.path.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = run_qemu(&args, Duration::from_secs(120));
+    assert!(
+        out.contains("VMEDIA-RAMDISK-UP"),
+        "kernel never reached its initramfs:\n{out}"
+    );
+    let cmdline = out
+        .lines()
+        .find(|l| l.contains("VMEDIA-CMDLINE"))
+        .unwrap_or_else(|| panic!("no command line printed:\n{out}"));
+    assert!(
+        cmdline
+            .split_whitespace()
+            .any(|w| w == format!("root=UUID={root_uuid}")),
+        "{cmdline}"
+    );
+}

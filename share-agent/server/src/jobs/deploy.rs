@@ -213,10 +213,14 @@ async fn conversation(
         .cloned()
         .unwrap_or(Value::Null);
 
+    // Lives until the conversation ends: a published config drive is withdrawn then.
+    let configdrive = super::configdrive::prepare(ctx, w).await?;
+    let mut info = image_info(&ctx.node, w, &url);
+    configdrive.add_to_image_info(&mut info);
     let step = json!({
         "interface": "deploy",
         "step": "write_image",
-        "args": {"image_info": image_info(&ctx.node, w, &url), "configdrive": null},
+        "args": {"image_info": info, "configdrive": configdrive.arg.clone()},
     });
     ctx.progress("starting write_image on the ramdisk").await;
     ramdisk

@@ -1,5 +1,5 @@
-//! prepare-instance (ramdisk off, media out, boot from disk or boot ISO,
-//! power on) and clean-up (everything out, every per-node file deleted).
+//! prepare-instance (ramdisk off, media out, boot from disk, a given boot ISO or a
+//! netboot ISO built here (`netboot`), power on) and clean-up (everything out, every per-node file deleted).
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use vmedia_proto::v1 as pb;
 
 use crate::error::AgentError;
 use crate::jobs::JobCtx;
+use crate::jobs::netboot;
 use crate::jobs::power_text;
 use crate::jobs::prepare::{boot_mode, location};
 use crate::ramdisk::RamdiskClient;
@@ -126,6 +127,13 @@ async fn power_off(ctx: &mut JobCtx, callback_url: &str, token: &str) -> Result<
 pub async fn prepare_instance(ctx: &mut JobCtx, p: &pb::PrepareInstance) -> Result<(), AgentError> {
     let mode = boot_mode(ctx, &p.boot_mode)?;
     let agent = ctx.agent.clone();
+    // Netboot needs the root partition UUID from the ramdisk: ask before powering it off.
+    let netboot_root = if netboot::wanted(p) {
+        netboot::check(ctx, p)?;
+        Some(netboot::root_uuid(ctx, p).await?)
+    } else {
+        None
+    };
     power_off(ctx, p.callback_url.trim(), &p.agent_token).await?;
 
     let caps = ctx.caps().await?;
@@ -150,15 +158,11 @@ pub async fn prepare_instance(ctx: &mut JobCtx, p: &pb::PrepareInstance) -> Resu
     }
 
     let client = ctx.client()?;
-    if p.boot_iso.trim().is_empty() {
-        ctx.progress("setting persistent boot from disk").await;
-        ctx.bmc(
-            "set_boot_device",
-            client.set_boot_override(BootTarget::Hdd, BootPersistence::Continuous, mode),
-        )
-        .await?;
+    let boot_iso = if let Some(root_uuid) = &netboot_root {
+        Some(netboot::build(ctx, p, root_uuid, mode).await?)
+    } else if p.boot_iso.trim().is_empty() {
+        None
     } else {
-        ctx.progress("attaching the boot ISO").await;
         let r = ImageRef::parse(&p.boot_iso).map_err(|e| ctx.media_err("resolving boot_iso", e))?;
         if !matches!(r, ImageRef::ShareFile(_)) {
             ctx.ensure_space("fetching boot_iso", &agent.share_root, 0)
@@ -170,10 +174,12 @@ pub async fn prepare_instance(ctx: &mut JobCtx, p: &pb::PrepareInstance) -> Resu
             .await
             .map_err(|e| ctx.media_err("fetching boot_iso", e))?;
         let name = img.share_relative.clone();
-        agent.with_node(&ctx.node, |rec| {
-            rec.cache_refs.push(img);
-            rec.media_attached = true;
-        });
+        agent.with_node(&ctx.node, |rec| rec.cache_refs.push(img));
+        Some(name)
+    };
+    if let Some(name) = boot_iso {
+        ctx.progress("attaching the boot ISO").await;
+        agent.with_node(&ctx.node, |rec| rec.media_attached = true);
         ctx.bmc(
             MediaKind::Cd.insert_operation(),
             client.attach(MediaKind::Cd, &location(&agent, &name)),
@@ -182,6 +188,13 @@ pub async fn prepare_instance(ctx: &mut JobCtx, p: &pb::PrepareInstance) -> Resu
         ctx.bmc(
             "set_boot_device",
             client.set_boot_override(BootTarget::Cd, BootPersistence::Continuous, mode),
+        )
+        .await?;
+    } else {
+        ctx.progress("setting persistent boot from disk").await;
+        ctx.bmc(
+            "set_boot_device",
+            client.set_boot_override(BootTarget::Hdd, BootPersistence::Continuous, mode),
         )
         .await?;
     }

@@ -3,7 +3,9 @@
 //! - `ctx`: [`JobCtx`], the per-job context (BMC client, progress, errors).
 //! - `prepare`: prepare-ramdisk (deploy ISO, parameter image, media, boot).
 //! - `deploy`: write-image (the ramdisk conversation).
+//! - `configdrive`: the write-image job's config drive (pass through, build, or publish).
 //! - `instance`: prepare-instance and clean-up.
+//! - `netboot`: prepare-instance's boot ISO for a netbooted partition image.
 //! - this file: dispatch, power actions, BMC info.
 //!
 //! Invariants: a job id runs at most once per process (a repeat gets the
@@ -11,10 +13,12 @@
 //! node; every failure is a FAILED update whose text names the node, the BMC
 //! and the operation; a panicking job becomes a FAILED update, never a stuck one.
 
+pub mod configdrive;
 pub mod ctx;
 pub mod deploy;
 pub mod inspect;
 pub mod instance;
+pub mod netboot;
 pub mod prepare;
 
 use std::sync::Arc;

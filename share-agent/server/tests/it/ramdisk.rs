@@ -162,6 +162,8 @@ struct FakeIpa {
     ca_pem: Option<String>,
     /// Make write_image fail with this command_error.details.
     fail_write: Option<String>,
+    /// What a URL given as write_image's configdrive served, as IPA downloads it.
+    configdrive_fetched: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -293,6 +295,16 @@ async fn run(
                         .unwrap()
                         .starts_with("bytes 0-9/");
                 *f2.range_ok.lock().unwrap() = ok && r.bytes().await.unwrap().len() == 10;
+                if let Some(cd) = step["args"]["configdrive"]
+                    .as_str()
+                    .filter(|c| c.starts_with("http"))
+                {
+                    let got = http.get(cd).send().await.unwrap();
+                    if got.status().is_success() {
+                        *f2.configdrive_fetched.lock().unwrap() =
+                            Some(got.bytes().await.unwrap().to_vec());
+                    }
+                }
                 let body = http.get(&url).send().await.unwrap().bytes().await.unwrap();
                 *f2.downloaded.lock().unwrap() = body.to_vec();
                 if let Some(details) = &f2.fail_write {
@@ -368,6 +380,7 @@ async fn write_image_drives_the_ramdisk_and_serves_the_image() {
         node: node.into(),
         ca_pem: None,
         fail_write: None,
+        configdrive_fetched: Arc::default(),
     };
     let app = Router::new()
         .route("/v1/commands/", get(list).post(run))
@@ -496,6 +509,7 @@ async fn write_image_over_ipa_auto_tls() {
         node: node.into(),
         ca_pem: Some(ck.cert.pem()),
         fail_write: None,
+        configdrive_fetched: Arc::default(),
     };
     let app = Router::new()
         .route("/v1/commands/", get(list).post(run))
@@ -549,6 +563,7 @@ async fn failed_write_fails_the_job_with_the_ramdisk_error() {
         node: node.into(),
         ca_pem: None,
         fail_write: Some("disk /dev/sda is read-only".into()),
+        configdrive_fetched: Arc::default(),
     };
     let app = Router::new()
         .route("/v1/commands/", get(list).post(run))
@@ -585,4 +600,164 @@ async fn failed_write_fails_the_job_with_the_ramdisk_error() {
         d.error
     );
     assert!(!d.retryable);
+}
+
+/// Reads `openstack/latest/meta_data.json` out of a config drive ISO with xorriso.
+fn meta_data_of(iso: &[u8]) -> Value {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("cd.iso");
+    std::fs::write(&path, iso).unwrap();
+    let out = d.path().join("md.json");
+    let st = std::process::Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(&path)
+        .args(["-extract", "/openstack/latest/meta_data.json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{st:?}");
+    serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_image_hands_over_the_config_drive() {
+    if !have_tool("xorriso") {
+        return;
+    }
+    let stub = FakeCoordinator::start().await;
+    let agent = start_agent(
+        &stub,
+        AgentOpts {
+            log: Some("debug,h2=info,hyper=info,hyper_util=info,tower=info,rustls=info".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    stub.hello(0).await;
+    let node = "5a0e9d4c-0b1f-4c1e-9f3a-6c2d8e7f9a10";
+    std::fs::create_dir_all(agent.share.join("images")).unwrap();
+    std::fs::write(agent.share.join("images/disk.img"), vec![7u8; 100_000]).unwrap();
+    let fake = FakeIpa {
+        commands: Arc::default(),
+        log: Arc::default(),
+        downloaded: Arc::default(),
+        range_ok: Arc::default(),
+        agent_url: agent.url(),
+        node: node.into(),
+        ca_pem: None,
+        fail_write: None,
+        configdrive_fetched: Arc::default(),
+    };
+    let app = Router::new()
+        .route("/v1/commands/", get(list).post(run))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ipa = listener.local_addr().unwrap();
+    let _server = tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    let job = |id: &str, configdrive: String| pb::Job {
+        job_id: id.into(),
+        node_uuid: node.into(),
+        bmc: Some(pb::BmcTarget {
+            address: "127.0.0.1".into(),
+            ..Default::default()
+        }),
+        kind: Some(pb::job::Kind::WriteImage(pb::WriteImage {
+            callback_url: format!("http://{ipa}"),
+            agent_token: GOOD_TOKEN.into(),
+            image_source: "images/disk.img".into(),
+            boot_mode: "bios".into(),
+            image_type: "whole-disk".into(),
+            timeout_s: 60,
+            configdrive,
+            node_name: "rack1-node5".into(),
+            ..Default::default()
+        })),
+    };
+    let last_step = |f: &FakeIpa| {
+        let cmds = f.commands.lock().unwrap().clone();
+        cmds.iter()
+            .rev()
+            .find(|c| c["command_name"] == "execute_deploy_step")
+            .map(|c| c["command_result"]["deploy_step"].clone())
+            .unwrap()
+    };
+
+    // The JSON form, small: built and inlined, in both places Ironic puts it.
+    let small = json!({"meta_data": {"hostname": "n5"}, "user_data": "#cloud-config\npassword: SMALL-SECRET\n"});
+    stub.send(job("cd-1", small.to_string())).await;
+    let done = stub.final_update("cd-1", Duration::from_secs(60)).await;
+    assert_eq!(done.state, pb::JobState::Succeeded as i32, "{}", done.error);
+    let step = last_step(&fake);
+    let arg = step["args"]["configdrive"].as_str().unwrap().to_string();
+    assert_eq!(step["args"]["image_info"]["configdrive"], json!(arg));
+    let iso = boot_media::configdrive::decode(&arg, node).unwrap();
+    let md = meta_data_of(&iso);
+    assert_eq!(md["hostname"], "n5");
+    assert_eq!(md["uuid"], node, "Ironic's default meta_data.uuid");
+    assert_eq!(md["name"], "rack1-node5", "Ironic's default meta_data.name");
+
+    // Large (incompressible user data): served from the agent's image server.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: String = (0..300_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
+    let big = json!({"meta_data": {"hostname": "n5"}, "user_data": format!("BIG-SECRET{noise}")});
+    stub.send(job("cd-2", big.to_string())).await;
+    let done = stub.final_update("cd-2", Duration::from_secs(60)).await;
+    assert_eq!(done.state, pb::JobState::Succeeded as i32, "{}", done.error);
+    let step = last_step(&fake);
+    let url = step["args"]["configdrive"].as_str().unwrap().to_string();
+    assert!(
+        url.starts_with(&format!("{}/images/", agent.url())),
+        "{url}"
+    );
+    assert_eq!(step["args"]["image_info"]["configdrive"], json!(url));
+    let fetched = fake.configdrive_fetched.lock().unwrap().clone().unwrap();
+    let iso =
+        boot_media::configdrive::decode(std::str::from_utf8(&fetched).unwrap(), node).unwrap();
+    assert_eq!(meta_data_of(&iso)["name"], "rack1-node5");
+    // Withdrawn and deleted once the job is over.
+    assert_eq!(
+        reqwest::get(&url).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert!(
+        !agent
+            .share
+            .join("nodes")
+            .join(node)
+            .join("configdrive")
+            .exists()
+    );
+
+    // Garbage: the job fails before anything is written, naming node and field.
+    stub.send(job("cd-3", "not base64 at all!".into())).await;
+    let failed = stub.final_update("cd-3", Duration::from_secs(60)).await;
+    assert_eq!(failed.state, pb::JobState::Failed as i32);
+    assert!(
+        failed.error.contains(node)
+            && failed.error.contains("configdrive")
+            && failed
+                .error
+                .contains("neither a JSON, nor a URL, nor a base64 string"),
+        "{}",
+        failed.error
+    );
+    // A too-large encoded drive is refused with IPA's wording.
+    let huge = boot_media::configdrive::encode(&vec![0u8; 65 * 1024 * 1024]);
+    stub.send(job("cd-4", huge)).await;
+    let failed = stub.final_update("cd-4", Duration::from_secs(60)).await;
+    assert_eq!(failed.state, pb::JobState::Failed as i32);
+    assert!(
+        failed.error.contains("exceeds maximum limit of 64MiB"),
+        "{}",
+        failed.error
+    );
+    let log = agent.log.lock().unwrap().clone();
+    assert!(!log.contains("SMALL-SECRET") && !log.contains("BIG-SECRET"));
 }

@@ -313,13 +313,30 @@ fn run_sync(agent: &Agent, short: &str, _params: &Value) -> Result<Value, ApiErr
             Ok(match w {
                 None => json!({}),
                 Some(w) if !w.partition => json!({"root uuid": w.root_uuid}),
-                Some(w) => json!({
-                    "root uuid": w.root_uuid,
-                    "efi system partition uuid": w.efi_uuid,
-                    "PReP Boot partition uuid": null,
-                    "partitions": {"root": format!("{DISK_DEVICE}{}", if w.efi_uuid.is_some() { 2 } else { 1 }),
-                                   "efi system partition": w.efi_uuid.as_ref().map(|_| format!("{DISK_DEVICE}1"))},
-                }),
+                // IPA 13.0 `work_on_disk`: the devices it created, the root file
+                // system's UUID and the ESP's (null under BIOS); the PReP key only
+                // on ppc64.
+                Some(w) => {
+                    let mut parts = serde_json::Map::new();
+                    if w.efi_uuid.is_some() {
+                        parts.insert(
+                            "efi system partition".into(),
+                            json!(format!("{DISK_DEVICE}1")),
+                        );
+                    }
+                    parts.insert(
+                        "root".into(),
+                        json!(format!(
+                            "{DISK_DEVICE}{}",
+                            if w.efi_uuid.is_some() { 2 } else { 1 }
+                        )),
+                    );
+                    json!({
+                        "root uuid": w.root_uuid,
+                        "efi system partition uuid": w.efi_uuid,
+                        "partitions": parts,
+                    })
+                }
             })
         }
         "sync" => Ok(Value::Null),
