@@ -340,6 +340,8 @@ pub fn job_to_proto(
             boot_mode,
             image_type,
             timeout_s,
+            container_format,
+            partition,
         } => Kind::WriteImage(pb::WriteImage {
             callback_url: callback_url.clone(),
             agent_token: agent_token.expose().to_owned(),
@@ -351,6 +353,18 @@ pub fn job_to_proto(
             boot_mode: boot_mode.clone(),
             image_type: image_type.clone(),
             timeout_s: *timeout_s,
+            container_format: container_format.clone(),
+            partition: partition.as_ref().map(|p| pb::PartitionImage {
+                kernel: p.kernel.clone(),
+                ramdisk: p.ramdisk.clone(),
+                root_gb: p.root_gb,
+                swap_mb: p.swap_mb,
+                ephemeral_gb: p.ephemeral_gb,
+                ephemeral_format: p.ephemeral_format.clone(),
+                preserve_ephemeral: p.preserve_ephemeral,
+                disk_label: p.disk_label.clone(),
+                boot_option: p.boot_option.clone(),
+            }),
         }),
         JobSpec::PrepareInstance {
             callback_url,
