@@ -10,6 +10,7 @@ mod coordinator_restart;
 mod dashboard;
 mod demo_signals;
 mod ha_failover;
+mod ironic_image_info;
 mod metrics;
 mod security;
 mod single_node;
