@@ -12,6 +12,7 @@ mod demo_signals;
 mod ha_failover;
 mod ironic_image_info;
 mod metrics;
+mod node_import_partition;
 mod security;
 mod single_node;
 mod watch_failover;
