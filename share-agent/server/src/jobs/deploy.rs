@@ -89,6 +89,28 @@ pub fn image_info(node: &str, w: &pb::WriteImage, url: &str) -> Value {
     info
 }
 
+/// What the fetched image adds to the job, as Ironic fills instance_info from Glance
+/// (`_instance_info_for_glance`): Glance's disk and container formats win; an image that
+/// came with no checksum at all (a Glance image) is described to the ramdisk by the
+/// sha256 this agent computed while caching it, so the ramdisk can verify it.
+fn with_image_facts(w: &pb::WriteImage, img: &boot_media::CachedImage) -> pb::WriteImage {
+    let mut w = w.clone();
+    if let Some(f) = img.disk_format.as_ref().filter(|f| !f.is_empty()) {
+        w.disk_format = f.clone();
+    }
+    if let Some(f) = img.container_format.as_ref().filter(|f| !f.is_empty()) {
+        w.container_format = f.clone();
+    }
+    if w.image_checksum.is_empty()
+        && (w.os_hash_algo.is_empty() || w.os_hash_value.is_empty())
+        && let Some(sha) = &img.sha256
+    {
+        w.os_hash_algo = "sha256".into();
+        w.os_hash_value = sha.clone();
+    }
+    w
+}
+
 fn checksum(ctx: &JobCtx, w: &pb::WriteImage) -> Result<Option<Checksum>, AgentError> {
     if !w.os_hash_algo.is_empty() && !w.os_hash_value.is_empty() {
         return Checksum::from_os_hash(&w.os_hash_algo, &w.os_hash_value)
@@ -195,6 +217,8 @@ async fn conversation(
         .fetch(&r, sum.as_ref(), &ctx.node)
         .await
         .map_err(|e| ctx.media_err("fetching image_source", e))?;
+    let effective = with_image_facts(w, &img);
+    let w = &effective;
     let (token, url_path) = agent.publications.publish(&ctx.node, img.path.clone());
     *published = Some(token);
     *cached = Some(img);
@@ -392,6 +416,38 @@ mod tests {
         assert_eq!(v["container_format"], Value::Null);
         assert!(v.get("image_type").is_none());
         assert!(v.get("root_mb").is_none());
+    }
+
+    #[test]
+    fn glance_facts_fill_the_job() {
+        let w = pb::WriteImage {
+            image_source: "glance://5f6a8c2e-1b4d-4a43-9e0a-2d2b3f8a1c11".into(),
+            disk_format: "raw".into(),
+            ..Default::default()
+        };
+        let img = boot_media::CachedImage {
+            reference: boot_media::ImageRef::parse("glance://5f6a8c2e-1b4d-4a43-9e0a-2d2b3f8a1c11").unwrap(),
+            share_relative: "cache/x".into(),
+            path: "/nonexistent/x".into(),
+            size: 1,
+            sha256: Some("c".repeat(64)),
+            cached: true,
+            disk_format: Some("qcow2".into()),
+            container_format: Some("bare".into()),
+        };
+        let e = with_image_facts(&w, &img);
+        let v = image_info("n1", &e, "http://agent/i");
+        assert_eq!(v["disk_format"], "qcow2");
+        assert_eq!(v["container_format"], "bare");
+        assert_eq!(v["os_hash_algo"], "sha256");
+        assert_eq!(v["os_hash_value"], "c".repeat(64));
+        assert!(v.get("checksum").is_none());
+        // A job that has a checksum keeps its own.
+        let w = pb::WriteImage {
+            image_checksum: "a".repeat(64),
+            ..w
+        };
+        assert!(with_image_facts(&w, &img).os_hash_value.is_empty());
     }
 
     #[test]
