@@ -317,7 +317,8 @@ impl Json<'_> {
             Some(b'{') | Some(b'[') => Err(format!("nested value at byte {}", self.i)),
             Some(_) => {
                 let start = self.i;
-                while self.i < self.s.len() && !matches!(self.s[self.i], b',' | b'}')
+                while self.i < self.s.len()
+                    && !matches!(self.s[self.i], b',' | b'}')
                     && !self.s[self.i].is_ascii_whitespace()
                 {
                     self.i += 1;

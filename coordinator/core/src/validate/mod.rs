@@ -25,13 +25,13 @@ pub(crate) use bmc::parse_bool;
 use bmc::{check_bmc, check_bmc_all};
 pub use identity::parse_mac;
 use identity::{check_name, format_mac};
-use limits::check_limits;
-#[cfg(test)]
-use limits::{MAX_KEY_BYTES, MAX_KEYS, MAX_MACS, MAX_VALUE_BYTES};
+use layout::check_layout;
 pub use layout::{
     DEFAULT_EPHEMERAL_FORMAT, PartitionLayout, image_type, is_partition_image, partition_layout,
 };
-use layout::check_layout;
+use limits::check_limits;
+#[cfg(test)]
+use limits::{MAX_KEY_BYTES, MAX_KEYS, MAX_MACS, MAX_VALUE_BYTES};
 pub use media::{DISK_FORMATS, boot_iso, boot_mode, deploy_iso, os_hash};
 use media::{check_boot_media, check_boot_mode, check_instance_info};
 

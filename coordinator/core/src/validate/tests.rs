@@ -438,11 +438,7 @@ fn partition_images_follow_ironic() {
         "{}",
         msg(&s)
     );
-    let s = partition(&[
-        ("root_gb", "10"),
-        ("swap_mb", "512"),
-        ("ephemeral_gb", "2"),
-    ]);
+    let s = partition(&[("root_gb", "10"), ("swap_mb", "512"), ("ephemeral_gb", "2")]);
     validate_create(&s).unwrap();
     let l = partition_layout(&s, true).unwrap().unwrap();
     assert_eq!(
@@ -461,7 +457,10 @@ fn partition_images_follow_ironic() {
     bios.properties
         .insert("capabilities".into(), "boot_mode:bios".into());
     let l = partition_layout(&bios, true).unwrap().unwrap();
-    assert_eq!((l.disk_label.as_str(), l.ephemeral_format.as_str()), ("", ""));
+    assert_eq!(
+        (l.disk_label.as_str(), l.ephemeral_format.as_str()),
+        ("", "")
+    );
 
     // Explicit image_type wins over kernel/ramdisk.
     let s = partition(&[("image_type", "whole-disk")]);
@@ -493,11 +492,17 @@ fn partition_errors_say_what_is_wrong() {
             "instance_info.image_type: invalid image_type \"lvm\"; valid are partition, whole-disk",
         ),
         (
-            vec![("root_gb", "1"), ("capabilities", r#"{"disk_label": "bsd"}"#)],
+            vec![
+                ("root_gb", "1"),
+                ("capabilities", r#"{"disk_label": "bsd"}"#),
+            ],
             "instance_info.capabilities: disk_label must be msdos or gpt, got \"bsd\"",
         ),
         (
-            vec![("root_gb", "1"), ("capabilities", r#"{"disk_label": "msdos"}"#)],
+            vec![
+                ("root_gb", "1"),
+                ("capabilities", r#"{"disk_label": "msdos"}"#),
+            ],
             "instance_info.capabilities: disk_label msdos cannot boot in UEFI mode",
         ),
         (
@@ -562,7 +567,10 @@ fn deploy_validation_reports_layout_problems() {
         .find(|c| c.interface == "deploy")
         .unwrap();
     assert!(!deploy.result);
-    assert!(deploy.reason.contains("instance_info.root_gb: missing"), "{deploy:?}");
+    assert!(
+        deploy.reason.contains("instance_info.root_gb: missing"),
+        "{deploy:?}"
+    );
 }
 
 #[test]

@@ -38,11 +38,7 @@ pub fn image_info(node: &str, w: &pb::WriteImage, url: &str) -> Value {
         .unwrap_or_default()
         .to_string();
     let text_or_null = |s: &str| {
-        if s.is_empty() {
-            Value::Null
-        } else {
-            json!(s)
-        }
+        if s.is_empty() { Value::Null } else { json!(s) }
     };
     let mut info = json!({
         "id": id,
@@ -426,7 +422,8 @@ mod tests {
             ..Default::default()
         };
         let img = boot_media::CachedImage {
-            reference: boot_media::ImageRef::parse("glance://5f6a8c2e-1b4d-4a43-9e0a-2d2b3f8a1c11").unwrap(),
+            reference: boot_media::ImageRef::parse("glance://5f6a8c2e-1b4d-4a43-9e0a-2d2b3f8a1c11")
+                .unwrap(),
             share_relative: "cache/x".into(),
             path: "/nonexistent/x".into(),
             size: 1,

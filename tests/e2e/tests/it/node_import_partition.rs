@@ -58,16 +58,29 @@ async fn import_keeps_partition_fields_and_configdrive() -> anyhow::Result<()> {
         };
         let good_uuid = "5f6a8c2e-1b4d-4a43-9e0a-2d2b3f8a1c21";
         let nodes = serde_json::json!([
-            ironic_node(good_uuid, "part-1", image(serde_json::json!({
-                "root_gb": 10, "swap_mb": 512, "ephemeral_gb": 2, "ephemeral_format": "xfs",
-                "preserve_ephemeral": false, "configdrive": configdrive,
-            }))),
-            ironic_node("5f6a8c2e-1b4d-4a43-9e0a-2d2b3f8a1c22", "part-2",
-                        image(serde_json::json!({"swap_mb": 512}))),
-            ironic_node("5f6a8c2e-1b4d-4a43-9e0a-2d2b3f8a1c23", "part-3",
-                        image(serde_json::json!({"root_gb": "ten"}))),
-            ironic_node("5f6a8c2e-1b4d-4a43-9e0a-2d2b3f8a1c24", "part-4",
-                        image(serde_json::json!({"root_gb": 4, "image_disk_format": "vhd"}))),
+            ironic_node(
+                good_uuid,
+                "part-1",
+                image(serde_json::json!({
+                    "root_gb": 10, "swap_mb": 512, "ephemeral_gb": 2, "ephemeral_format": "xfs",
+                    "preserve_ephemeral": false, "configdrive": configdrive,
+                }))
+            ),
+            ironic_node(
+                "5f6a8c2e-1b4d-4a43-9e0a-2d2b3f8a1c22",
+                "part-2",
+                image(serde_json::json!({"swap_mb": 512}))
+            ),
+            ironic_node(
+                "5f6a8c2e-1b4d-4a43-9e0a-2d2b3f8a1c23",
+                "part-3",
+                image(serde_json::json!({"root_gb": "ten"}))
+            ),
+            ironic_node(
+                "5f6a8c2e-1b4d-4a43-9e0a-2d2b3f8a1c24",
+                "part-4",
+                image(serde_json::json!({"root_gb": 4, "image_disk_format": "vhd"}))
+            ),
         ]);
         let file = dir.path().join("ironic-nodes.json");
         std::fs::write(&file, serde_json::to_vec_pretty(&nodes)?)?;
@@ -87,7 +100,10 @@ async fn import_keeps_partition_fields_and_configdrive() -> anyhow::Result<()> {
         }
         let (status, text) = out.ok_or_else(|| anyhow::anyhow!("vmedia node import never ran"))?;
         eprintln!("{text}");
-        anyhow::ensure!(!status.success(), "three nodes are wrong, yet exit 0: {text}");
+        anyhow::ensure!(
+            !status.success(),
+            "three nodes are wrong, yet exit 0: {text}"
+        );
         anyhow::ensure!(text.contains("import: 1 created, 3 failed"), "{text}");
         for want in [
             "part-2: instance_info.root_gb: missing: a partition image",
@@ -158,8 +174,8 @@ async fn import_keeps_partition_fields_and_configdrive() -> anyhow::Result<()> {
             String::from_utf8_lossy(&o.stderr)
         );
         let o = vmedia(&addr.to_string(), &["node", "validate", good_uuid]).await?;
-        let text = String::from_utf8_lossy(&o.stdout).to_string()
-            + &String::from_utf8_lossy(&o.stderr);
+        let text =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
         eprintln!("{text}");
         anyhow::ensure!(
             text.contains("instance_info.root_gb: missing: a partition image"),

@@ -350,7 +350,9 @@ async fn run_async(agent: &Arc<Agent>, short: &str, params: &Value) -> Result<Va
             let deploy_result = match step_name {
                 "write_image" => {
                     // What the conductor sent, for tests comparing conductors.
-                    agent.host.publish("ipa_write_image_args", &args.to_string());
+                    agent
+                        .host
+                        .publish("ipa_write_image_args", &args.to_string());
                     let info = args.get("image_info").unwrap_or(&Value::Null);
                     validate_image_info(info, agent.md5_allowed)?;
                     let w = write_image(agent, info).await?;

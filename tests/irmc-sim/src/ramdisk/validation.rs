@@ -91,7 +91,9 @@ pub fn validate_image_info(info: &Value, md5_allowed: bool) -> Result<(), ApiErr
     let mut os_hash_avail = false;
     if truthy(obj.get("os_hash_algo")) || truthy(obj.get("os_hash_value")) {
         if !non_empty_str(obj.get("os_hash_algo")) {
-            return Err(bad_params("Image 'os_hash_algo' must be a non-empty string."));
+            return Err(bad_params(
+                "Image 'os_hash_algo' must be a non-empty string.",
+            ));
         }
         if !non_empty_str(obj.get("os_hash_value")) {
             return Err(bad_params(
@@ -227,7 +229,10 @@ mod tests {
         assert!(validate_image_info(&md5, true).is_ok());
         let e = validate_image_info(&md5, false).unwrap_err();
         assert_eq!(e.code, 400);
-        assert!(e.details.starts_with("Image checksum is not available"), "{e:?}");
+        assert!(
+            e.details.starts_with("Image checksum is not available"),
+            "{e:?}"
+        );
         let os = json!({"id": "i", "urls": ["u"], "os_hash_algo": "sha512", "os_hash_value": "ab"});
         assert!(validate_image_info(&os, false).is_ok());
         let half = json!({"id": "i", "urls": ["u"], "os_hash_algo": "sha512"});
@@ -265,7 +270,10 @@ mod tests {
         let mut missing = full.clone();
         missing.as_object_mut().unwrap().remove("root_mb");
         let e = partition_layout(&missing, None).unwrap_err();
-        assert_eq!((e.kind.as_str(), e.details.as_str()), ("CommandExecutionError", "'root_mb'"));
+        assert_eq!(
+            (e.kind.as_str(), e.details.as_str()),
+            ("CommandExecutionError", "'root_mb'")
+        );
         let mut small = full.clone();
         small["root_mb"] = json!(2);
         let e = partition_layout(&small, Some(4)).unwrap_err();
