@@ -21,7 +21,7 @@
 mod api;
 mod commands;
 mod logs;
-mod validation;
+pub mod validation;
 
 use std::collections::BTreeMap;
 use std::fmt;
