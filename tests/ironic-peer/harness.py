@@ -456,6 +456,12 @@ def main():
     ap.add_argument("--sim", required=True, help="irmc-sim binary")
     ap.add_argument("--bios", type=int, default=10, help="nodes deployed in BIOS mode")
     ap.add_argument("--uefi", type=int, default=10, help="nodes deployed in UEFI mode")
+    ap.add_argument("--partition-bios", type=int, default=0,
+                    help="nodes deployed with a partition image in BIOS mode")
+    ap.add_argument("--partition-uefi", type=int, default=0,
+                    help="nodes deployed with a partition image in UEFI mode")
+    ap.add_argument("--checksum", choices=("md5", "sha256"), default="md5",
+                    help="the image_checksum the nodes are enrolled with")
     ap.add_argument("--share-root", default="/dev/shm",
                     help="[irmc]remote_image_share_root (must be a mount point)")
     ap.add_argument("--image-size", type=int, default=4 << 20)
@@ -469,7 +475,11 @@ def main():
     ap.add_argument("--debug", action="store_true", help="Ironic debug logging")
     a = ap.parse_args()
 
-    total = a.bios + a.uefi
+    # Node kinds in index order: (firmware boot mode, image type).
+    kinds = ([("bios", "whole-disk")] * a.bios + [("uefi", "whole-disk")] * a.uefi +
+             [("bios", "partition")] * a.partition_bios +
+             [("uefi", "partition")] * a.partition_uefi)
+    total = len(kinds)
     if total < 1:
         raise Failure("nothing to deploy")
     if not os.path.ismount(a.share_root):
@@ -481,7 +491,8 @@ def main():
     iso_path = os.path.join(a.share_root, iso_name)
     procs = Procs()
     uuids = []
-    summary = {"bios_nodes": a.bios, "uefi_nodes": total - a.bios, "scratch": run}
+    summary = {"bios_nodes": a.bios, "uefi_nodes": a.uefi,
+               "partition_nodes": a.partition_bios + a.partition_uefi, "scratch": run}
     ok = False
     try:
         t_setup = time.time()
@@ -489,6 +500,10 @@ def main():
         img_dir = os.path.join(run, "images")
         os.makedirs(img_dir)
         img_md5, img_sha = write_disk_image(os.path.join(img_dir, "disk.img"), a.image_size)
+        # A partition image's kernel and ramdisk (Ironic passes their references on).
+        for name in ("vmlinuz", "initrd"):
+            with open(os.path.join(img_dir, name), "wb") as f:
+                f.write(hashlib.sha256(name.encode()).digest() * 64)
         img_srv, img_port = serve_dir(img_dir)
         api, ironic = start_ironic(procs, a.venv, run, a.share_root, a.periodic,
                                    a.callback_timeout, a.debug)
@@ -514,9 +529,10 @@ def main():
             ("%s:%s" % (BMC_USER, BMC_PASSWORD)).encode()).decode()
 
         nodes = []  # (uuid, name, ip, index, mode)
+        node_kind = {}  # uuid -> "whole-disk bios" | "partition uefi" ...
         for sim_node in ready["nodes"]:
             i, ip = sim_node["index"], sim_node["address"]
-            mode = "bios" if i < a.bios else "uefi"
+            mode, image_type = kinds[i]
             # The server's firmware boot mode is a BIOS setting an operator makes once;
             # Ironic's irmc management interface does not set it (set_boot_mode is
             # unsupported), so configure it through the iRMC's own Redfish API.
@@ -526,8 +542,22 @@ def main():
                             {"Authorization": auth}, ctx=insecure)
             if st not in (200, 204):
                 raise Failure("setting the boot mode of %s: HTTP %s %s" % (ip, st, body))
+            instance_info = {
+                "image_source": "http://127.0.0.1:%d/disk.img" % img_port,
+                "image_checksum": img_md5 if a.checksum == "md5" else img_sha,
+                "image_disk_format": "raw",
+            }
+            if image_type == "partition":
+                # Ironic's partition-image fields (a kernel/ramdisk pair makes the image a
+                # partition image); the image's layout comes from the flavor in Nova.
+                instance_info.update({
+                    "kernel": "http://127.0.0.1:%d/vmlinuz" % img_port,
+                    "ramdisk": "http://127.0.0.1:%d/initrd" % img_port,
+                    "root_gb": 1, "swap_mb": 64, "ephemeral_gb": 1,
+                    "preserve_ephemeral": False,
+                })
             n = api.call("POST", "/v1/nodes", {
-                "name": "%s-%s-%03d" % (runid[-8:], mode, i),
+                "name": "%s-%s-%s-%03d" % (runid[-8:], mode, image_type[0], i),
                 "driver": "irmc",
                 "automated_clean": False,
                 "properties": {"cpu_arch": "x86_64", "memory_mb": 4096, "local_gb": 10,
@@ -542,16 +572,14 @@ def main():
                     "redfish_verify_ca": False,
                     "deploy_iso": iso_name,
                 },
-                "instance_info": {
-                    "image_source": "http://127.0.0.1:%d/disk.img" % img_port,
-                    "image_checksum": img_md5,
-                    "image_disk_format": "raw",
-                },
+                "instance_info": instance_info,
             })
             api.call("POST", "/v1/ports", {"node_uuid": n["uuid"], "address": node_mac(ip)})
             nodes.append((n["uuid"], n["name"], ip, i, mode))
+            node_kind[n["uuid"]] = "%s %s" % (image_type, mode)
         uuids = [n[0] for n in nodes]
-        log("enrolled %d nodes (%d BIOS, %d UEFI)" % (total, a.bios, total - a.bios))
+        log("enrolled %d nodes (%d BIOS, %d UEFI, %d partition)"
+            % (total, a.bios, a.uefi, a.partition_bios + a.partition_uefi))
         cpu_enroll, _ = proc_stats(ironic.pid)
 
         t = time.time()
@@ -599,6 +627,7 @@ def main():
 
         # The simulator's view: OS running from a disk holding exactly the image.
         problems = []
+        write_args = {}
         with open(os.path.join(run, "irmc-sim.log")) as f:
             sim_log = re.sub(r"\x1b\[[0-9;]*m", "", f.read())
         for u, name, ip, i, mode in nodes:
@@ -615,6 +644,13 @@ def main():
                 problems.append("%s: power %s" % (name, s.get("power")))
             if os.path.exists(os.path.join(a.share_root, "image-%s.img" % u)):
                 problems.append("%s: floppy image-%s.img left on the share" % (name, u))
+            # The write_image arguments Ironic sent, as the simulated ramdisk received them
+            # (one node of each kind).
+            args = (s.get("labels") or {}).get("ipa_write_image_args")
+            if args is None:
+                problems.append("%s: the ramdisk recorded no write_image arguments" % name)
+            else:
+                write_args.setdefault(node_kind[u], json.loads(args))
         # The ramdisk booted through the loader of each node's mode, with the floppy merged.
         want_cfg = {"bios": "/isolinux/isolinux.cfg", "uefi": "/boot/grub/grub.cfg"}
         for u, name, ip, i, mode in nodes:
@@ -657,6 +693,8 @@ def main():
                 bmc_before.get("total", 0) / per, 1),
             "deploy_iso_bytes": os.path.getsize(iso_path),
             "image_bytes": a.image_size,
+            # "whole-disk bios" -> {"image_info": {...}, "configdrive": ...}
+            "write_image_args": write_args,
         })
         ok = True
     finally:

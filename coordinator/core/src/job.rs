@@ -267,6 +267,7 @@ pub enum JobSpec {
         image_checksum: String,
         os_hash_algo: String,
         os_hash_value: String,
+        /// `instance_info.image_disk_format`; empty lets the ramdisk detect it.
         disk_format: String,
         boot_mode: String,
         image_type: String,
@@ -276,6 +277,10 @@ pub enum JobSpec {
         configdrive: Secret,
         /// The node's name, the config drive's default `meta_data.name`.
         node_name: String,
+        /// `instance_info.image_container_format`; empty when unset.
+        container_format: String,
+        /// Set for a partition image: what the ramdisk creates on the disk.
+        partition: Option<crate::PartitionLayout>,
     },
     PrepareInstance {
         callback_url: String,
@@ -431,21 +436,25 @@ pub(crate) fn build_job(
             agent_token: token,
             image_source: ii("image_source"),
             image_checksum: ii("image_checksum"),
-            os_hash_algo: ii("os_hash_algo"),
-            os_hash_value: ii("os_hash_value"),
+            os_hash_algo: crate::validate::os_hash(&spec.instance_info)
+                .map(|(a, _)| a.to_string())
+                .unwrap_or_default(),
+            os_hash_value: crate::validate::os_hash(&spec.instance_info)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default(),
             disk_format: ii("image_disk_format"),
             boot_mode,
-            // Ironic: a kernel + ramdisk pair means a partition image.
-            image_type: if spec.instance_info.contains_key("kernel")
-                && spec.instance_info.contains_key("ramdisk")
-            {
-                "partition".to_string()
-            } else {
-                "whole-disk".to_string()
-            },
+            // Ironic: `image_type`, else a kernel or a ramdisk means a partition image.
+            image_type: crate::validate::image_type(spec).to_string(),
             timeout_s: u32::try_from(cfg.job_timeout_ms / 1000).unwrap_or(u32::MAX),
             configdrive: Secret::new(ii("configdrive")),
             node_name: spec.name.clone().unwrap_or_default(),
+            container_format: ii("image_container_format"),
+            // Validation at create and update keeps the stored layout well formed; the
+            // agent refuses a partition image that arrives without one.
+            partition: crate::validate::partition_layout(spec, false)
+                .ok()
+                .flatten(),
         },
         JobKind::PrepareInstance => JobSpec::PrepareInstance {
             callback_url,

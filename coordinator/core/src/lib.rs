@@ -64,8 +64,9 @@ pub use placement::{
 pub use secret::{MASK, Secret, new_agent_token};
 pub use state::{PowerState, ProvisionState, Verb};
 pub use validate::{
-    InterfaceCheck, NO_MAC_REASON, boot_iso, boot_mode, deploy_iso, is_secret_key, mask,
-    normalize_spec, parse_mac, validate, validate_create,
+    DEFAULT_EPHEMERAL_FORMAT, DISK_FORMATS, InterfaceCheck, NO_MAC_REASON, PartitionLayout,
+    boot_iso, boot_mode, deploy_iso, image_type, is_partition_image, is_secret_key, mask,
+    normalize_spec, os_hash, parse_mac, partition_layout, validate, validate_create,
 };
 
 /// The only driver this system has.

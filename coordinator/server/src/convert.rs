@@ -357,6 +357,8 @@ pub fn job_to_proto(
             timeout_s,
             configdrive,
             node_name,
+            container_format,
+            partition,
         } => Kind::WriteImage(pb::WriteImage {
             callback_url: callback_url.clone(),
             agent_token: agent_token.expose().to_owned(),
@@ -370,6 +372,18 @@ pub fn job_to_proto(
             timeout_s: *timeout_s,
             configdrive: configdrive.expose().to_owned(),
             node_name: node_name.clone(),
+            container_format: container_format.clone(),
+            partition: partition.as_ref().map(|p| pb::PartitionImage {
+                kernel: p.kernel.clone(),
+                ramdisk: p.ramdisk.clone(),
+                root_gb: p.root_gb,
+                swap_mb: p.swap_mb,
+                ephemeral_gb: p.ephemeral_gb,
+                ephemeral_format: p.ephemeral_format.clone(),
+                preserve_ephemeral: p.preserve_ephemeral,
+                disk_label: p.disk_label.clone(),
+                boot_option: p.boot_option.clone(),
+            }),
         }),
         JobSpec::PrepareInstance {
             callback_url,

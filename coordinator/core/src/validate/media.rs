@@ -9,9 +9,38 @@ use super::err;
 use crate::CoreError;
 use crate::node::NodeSpec;
 
-const DISK_FORMATS: [&str; 10] = [
-    "raw", "qcow2", "vmdk", "vdi", "vhd", "vhdx", "iso", "ami", "ari", "aki",
+/// The disk formats the deploy ramdisk writes (ironic-python-agent 13's
+/// `permitted_image_formats`: it refuses any other format it detects).
+pub const DISK_FORMATS: [&str; 3] = ["raw", "qcow2", "gpt"];
+
+/// Glance's container formats (`image_container_format`); the ramdisk ignores it.
+const CONTAINER_FORMATS: [&str; 8] = [
+    "bare",
+    "ovf",
+    "ova",
+    "aki",
+    "ari",
+    "ami",
+    "docker",
+    "compressed",
 ];
+
+/// The image's os_hash pair: Ironic's `image_os_hash_algo`/`image_os_hash_value`, else
+/// this system's older `os_hash_algo`/`os_hash_value`.
+pub fn os_hash(ii: &BTreeMap<String, String>) -> Option<(&str, &str)> {
+    for (a, v) in [
+        ("image_os_hash_algo", "image_os_hash_value"),
+        ("os_hash_algo", "os_hash_value"),
+    ] {
+        if let (Some(a), Some(v)) = (ii.get(a), ii.get(v))
+            && !a.is_empty()
+            && !v.is_empty()
+        {
+            return Some((a, v));
+        }
+    }
+    None
+}
 
 /// The deploy ISO reference, honouring the `irmc_deploy_iso` alias.
 pub fn deploy_iso(spec: &NodeSpec) -> Option<&str> {
@@ -98,50 +127,22 @@ pub(super) fn check_instance_info(
     if let Some(c) = ii.get("image_checksum") {
         check_checksum(c)?;
     }
-    match (ii.get("os_hash_algo"), ii.get("os_hash_value")) {
-        (Some(algo), Some(value)) => {
-            let len = match algo.as_str() {
-                "md5" => 32,
-                "sha256" => 64,
-                "sha512" => 128,
-                _ => {
-                    return Err(err(
-                        "instance_info.os_hash_algo",
-                        format!("must be md5, sha256 or sha512, got {algo:?}"),
-                    ));
-                }
-            };
-            if value.len() != len || !value.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(err(
-                    "instance_info.os_hash_value",
-                    format!("must be {len} hex digits for {algo}"),
-                ));
-            }
-        }
-        (Some(_), None) => {
-            return Err(err(
-                "instance_info.os_hash_value",
-                "required with os_hash_algo",
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(err(
-                "instance_info.os_hash_algo",
-                "required with os_hash_value",
-            ));
-        }
-        (None, None) => {}
+    for (ka, kv) in [
+        ("os_hash_algo", "os_hash_value"),
+        ("image_os_hash_algo", "image_os_hash_value"),
+    ] {
+        check_os_hash(ii, ka, kv)?;
     }
     // Ironic refuses an HTTP image without a checksum: the ramdisk could not verify it.
     if to_deploy
         && let Some(s) = source
         && is_url(s)
         && !ii.contains_key("image_checksum")
-        && !ii.contains_key("os_hash_value")
+        && os_hash(ii).is_none()
     {
         return Err(err(
             "instance_info.image_checksum",
-            "required for an http(s) image_source (or os_hash_algo + os_hash_value)",
+            "required for an http(s) image_source (or image_os_hash_algo + image_os_hash_value)",
         ));
     }
     check_alias_pair(ii, "instance_info", "boot_iso", "irmc_boot_iso")?;
@@ -156,12 +157,58 @@ pub(super) fn check_instance_info(
         return Err(err(
             "instance_info.image_disk_format",
             format!(
-                "unknown disk format {f:?}; expected one of {}",
+                "unknown disk format {f:?}; the deploy ramdisk writes {} (leave it unset to let \
+                 the ramdisk detect the format)",
                 DISK_FORMATS.join(", ")
             ),
         ));
     }
+    if let Some(f) = ii.get("image_container_format")
+        && !CONTAINER_FORMATS.contains(&f.as_str())
+    {
+        return Err(err(
+            "instance_info.image_container_format",
+            format!(
+                "unknown container format {f:?}; expected one of {}",
+                CONTAINER_FORMATS.join(", ")
+            ),
+        ));
+    }
     Ok(())
+}
+
+fn check_os_hash(ii: &BTreeMap<String, String>, ka: &str, kv: &str) -> Result<(), CoreError> {
+    match (ii.get(ka), ii.get(kv)) {
+        (Some(algo), Some(value)) => {
+            let len = match algo.as_str() {
+                "md5" => 32,
+                "sha256" => 64,
+                "sha512" => 128,
+                _ => {
+                    return Err(err(
+                        format!("instance_info.{ka}"),
+                        format!("must be md5, sha256 or sha512, got {algo:?}"),
+                    ));
+                }
+            };
+            if value.len() != len || !value.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(err(
+                    format!("instance_info.{kv}"),
+                    format!("must be {len} hex digits for {algo}"),
+                ));
+            }
+            Ok(())
+        }
+        (Some(_), None) => Err(err(
+            format!("instance_info.{kv}"),
+            format!("required with {ka}"),
+        )),
+        (None, Some(_)) => Err(err(
+            format!("instance_info.{ka}"),
+            format!("required with {kv}"),
+        )),
+        (None, None) => Ok(()),
+    }
 }
 
 fn check_checksum(c: &str) -> Result<(), CoreError> {

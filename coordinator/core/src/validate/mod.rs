@@ -3,12 +3,14 @@
 //!
 //! By what is checked: `bmc.rs` the BMC settings of driver_info; `media.rs` images, the
 //! instance and the boot mode (and where they come from: aliases, capabilities);
+//! `layout.rs` the image type and a partition image's disk layout;
 //! `identity.rs` the node's name and MACs; `limits.rs` sizes, counts and look-alike sealed
 //! values. This file holds the entry points and the
 //! secret-key rule.
 
 mod bmc;
 mod identity;
+mod layout;
 mod limits;
 mod media;
 #[cfg(test)]
@@ -28,10 +30,14 @@ pub(crate) fn format_mac_pub(o: [u8; 6]) -> String {
     format_mac(o)
 }
 use identity::{check_name, format_mac};
+use layout::check_layout;
+pub use layout::{
+    DEFAULT_EPHEMERAL_FORMAT, PartitionLayout, image_type, is_partition_image, partition_layout,
+};
 use limits::check_limits;
 #[cfg(test)]
 use limits::{MAX_KEY_BYTES, MAX_KEYS, MAX_MACS, MAX_VALUE_BYTES};
-pub use media::{boot_iso, boot_mode, deploy_iso};
+pub use media::{DISK_FORMATS, boot_iso, boot_mode, deploy_iso, os_hash};
 use media::{check_boot_media, check_boot_mode, check_instance_info};
 
 /// Result of checking one interface, as Ironic's node-validate.
@@ -73,6 +79,7 @@ pub fn validate_create(spec: &NodeSpec) -> Result<(), CoreError> {
     check_bmc(&spec.driver_info)?;
     check_boot_media(spec)?;
     check_instance_info(&spec.instance_info, false)?;
+    check_layout(spec, false)?;
     for (i, mac) in spec.macs.iter().enumerate() {
         if parse_mac(mac).is_none() {
             return Err(err(
@@ -111,6 +118,9 @@ pub fn validate(node: &Node) -> Vec<InterfaceCheck> {
     }
     let mut deploy = Vec::new();
     if let Err(e) = check_instance_info(&spec.instance_info, true) {
+        deploy.push(e.to_string());
+    }
+    if let Err(e) = check_layout(spec, true) {
         deploy.push(e.to_string());
     }
     for (i, mac) in spec.macs.iter().enumerate() {

@@ -413,3 +413,177 @@ fn limits_and_sealed_look_alikes_are_refused_with_the_field() {
         .insert("irmc_password".into(), "enc:v1:typed-by-hand".into());
     validate_create(&s).unwrap();
 }
+
+fn partition(extra: &[(&str, &str)]) -> NodeSpec {
+    let mut s = good();
+    for (k, v) in [
+        ("kernel", "https://img.example/vmlinuz"),
+        ("ramdisk", "https://img.example/initrd"),
+    ]
+    .iter()
+    .chain(extra)
+    {
+        s.instance_info.insert((*k).into(), (*v).into());
+    }
+    s
+}
+
+#[test]
+fn partition_images_follow_ironic() {
+    // A kernel/ramdisk pair makes a partition image, which needs root_gb.
+    let s = partition(&[]);
+    assert_eq!(image_type(&s), "partition");
+    assert!(
+        msg(&s).starts_with("instance_info.root_gb: missing: a partition image"),
+        "{}",
+        msg(&s)
+    );
+    let s = partition(&[("root_gb", "10"), ("swap_mb", "512"), ("ephemeral_gb", "2")]);
+    validate_create(&s).unwrap();
+    let l = partition_layout(&s, true).unwrap().unwrap();
+    assert_eq!(
+        (l.root_gb, l.swap_mb, l.ephemeral_gb),
+        (10, 512, 2),
+        "{l:?}"
+    );
+    // Ironic's [pxe]default_ephemeral_format fills in for an ephemeral partition; UEFI
+    // (the default boot mode) means a GPT partition table.
+    assert_eq!(l.ephemeral_format, "ext4");
+    assert_eq!(l.disk_label, "gpt");
+    assert_eq!(l.boot_option, "local");
+    assert!(!l.preserve_ephemeral);
+
+    let mut bios = partition(&[("root_gb", "1")]);
+    bios.properties
+        .insert("capabilities".into(), "boot_mode:bios".into());
+    let l = partition_layout(&bios, true).unwrap().unwrap();
+    assert_eq!(
+        (l.disk_label.as_str(), l.ephemeral_format.as_str()),
+        ("", "")
+    );
+
+    // Explicit image_type wins over kernel/ramdisk.
+    let s = partition(&[("image_type", "whole-disk")]);
+    assert_eq!(image_type(&s), "whole-disk");
+    assert_eq!(partition_layout(&s, true).unwrap(), None);
+}
+
+#[test]
+fn partition_errors_say_what_is_wrong() {
+    let cases = [
+        (
+            vec![("root_gb", "ten")],
+            "instance_info.root_gb: \"ten\" is not a non-negative integer",
+        ),
+        (
+            vec![("root_gb", "0")],
+            "instance_info.root_gb: missing: a partition image",
+        ),
+        (
+            vec![("root_gb", "1"), ("swap_mb", "-1")],
+            "instance_info.swap_mb: \"-1\" is not a non-negative integer",
+        ),
+        (
+            vec![("root_gb", "1"), ("preserve_ephemeral", "maybe")],
+            "instance_info.preserve_ephemeral: \"maybe\" is not a boolean",
+        ),
+        (
+            vec![("root_gb", "1"), ("image_type", "lvm")],
+            "instance_info.image_type: invalid image_type \"lvm\"; valid are partition, whole-disk",
+        ),
+        (
+            vec![
+                ("root_gb", "1"),
+                ("capabilities", r#"{"disk_label": "bsd"}"#),
+            ],
+            "instance_info.capabilities: disk_label must be msdos or gpt, got \"bsd\"",
+        ),
+        (
+            vec![
+                ("root_gb", "1"),
+                ("capabilities", r#"{"disk_label": "msdos"}"#),
+            ],
+            "instance_info.capabilities: disk_label msdos cannot boot in UEFI mode",
+        ),
+        (
+            vec![("root_gb", "1"), ("capabilities", "{not json")],
+            "instance_info.capabilities: not a flat JSON object",
+        ),
+        (
+            vec![("root_gb", "1"), ("image_disk_format", "vmdk")],
+            "instance_info.image_disk_format: unknown disk format \"vmdk\"; the deploy ramdisk writes raw, qcow2, gpt",
+        ),
+        (
+            vec![("root_gb", "1"), ("image_container_format", "tar")],
+            "instance_info.image_container_format: unknown container format \"tar\"",
+        ),
+        (
+            vec![("root_gb", "1"), ("image_os_hash_algo", "sha256")],
+            "instance_info.image_os_hash_value: required with image_os_hash_algo",
+        ),
+    ];
+    for (extra, want) in cases {
+        let s = partition(&extra);
+        let got = msg(&s);
+        assert!(got.starts_with(want), "{extra:?}: {got}");
+    }
+}
+
+#[test]
+fn netboot_needs_kernel_and_ramdisk() {
+    let mut s = good();
+    for (k, v) in [
+        ("image_type", "partition"),
+        ("root_gb", "4"),
+        ("capabilities", r#"{"boot_option": "netboot"}"#),
+        ("kernel", "https://img.example/vmlinuz"),
+    ] {
+        s.instance_info.insert(k.into(), v.into());
+    }
+    assert!(
+        msg(&s).starts_with("instance_info.ramdisk: missing: a netboot partition image"),
+        "{}",
+        msg(&s)
+    );
+    s.instance_info
+        .insert("ramdisk".into(), "https://img.example/initrd".into());
+    let l = partition_layout(&s, true).unwrap().unwrap();
+    assert_eq!(l.boot_option, "netboot");
+}
+
+#[test]
+fn deploy_validation_reports_layout_problems() {
+    // Without image_source the node can be stored; the deploy check still names root_gb.
+    let mut s = partition(&[]);
+    s.instance_info.remove("image_source");
+    validate_create(&s).unwrap();
+    let node = Node {
+        status: crate::NodeStatus::new(0),
+        spec: s,
+        version: 1,
+    };
+    let deploy = validate(&node)
+        .into_iter()
+        .find(|c| c.interface == "deploy")
+        .unwrap();
+    assert!(!deploy.result);
+    assert!(
+        deploy.reason.contains("instance_info.root_gb: missing"),
+        "{deploy:?}"
+    );
+}
+
+#[test]
+fn ironic_hash_names_are_read() {
+    let mut s = good();
+    s.instance_info.remove("image_checksum");
+    s.instance_info
+        .insert("image_os_hash_algo".into(), "sha512".into());
+    s.instance_info
+        .insert("image_os_hash_value".into(), "b".repeat(128));
+    validate_create(&s).unwrap();
+    assert_eq!(
+        os_hash(&s.instance_info),
+        Some(("sha512", "b".repeat(128).as_str()))
+    );
+}

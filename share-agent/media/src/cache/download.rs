@@ -84,6 +84,8 @@ struct GlanceImage {
     status: Option<String>,
     #[serde(default)]
     disk_format: Option<String>,
+    #[serde(default)]
+    container_format: Option<String>,
 }
 
 impl ImageCache {
@@ -98,6 +100,7 @@ impl ImageCache {
         let reference = r.to_string();
         let mut expected: Vec<Checksum> = checksum.into_iter().cloned().collect();
         let mut expected_size = None;
+        let mut formats: (Option<String>, Option<String>) = (None, None);
         let (url, ext, token) =
             match r {
                 ImageRef::Http(u) => (u.clone(), extension_of(u.path()), None),
@@ -127,6 +130,7 @@ impl ImageCache {
                         expected.push(Checksum::new(ChecksumAlgo::Md5, md5)?);
                     }
                     expected_size = meta.size;
+                    formats = (meta.disk_format.clone(), meta.container_format.clone());
                     let ext = match meta.disk_format.as_deref() {
                         Some(f)
                             if !f.is_empty()
@@ -263,6 +267,10 @@ impl ImageCache {
                 meta.sha256 = digests.sha256.clone();
                 meta.md5 = digests.md5.or(meta.md5.take());
                 meta.sha512 = digests.sha512.or(meta.sha512.take());
+                if formats.0.is_some() || formats.1.is_some() {
+                    meta.disk_format = formats.0.take();
+                    meta.container_format = formats.1.take();
+                }
                 let meta = meta.clone();
                 entry.users.insert(user.to_string());
                 entry.last_used = Instant::now();

@@ -23,6 +23,11 @@ pub(super) struct Sidecar {
     pub(super) md5: Option<String>,
     #[serde(default)]
     pub(super) sha512: Option<String>,
+    /// The image's formats as Glance reports them (Glance images only).
+    #[serde(default)]
+    pub(super) disk_format: Option<String>,
+    #[serde(default)]
+    pub(super) container_format: Option<String>,
 }
 
 impl Sidecar {
@@ -157,6 +162,7 @@ pub(super) async fn hash_file(
             sha256: d.sha256,
             md5: d.md5,
             sha512: d.sha512,
+            ..Sidecar::default()
         })
     })
     .await?

@@ -81,6 +81,9 @@ pub struct CachedImage {
     pub sha256: Option<String>,
     /// True if the image lives in the cache (reference-counted), false for a share file.
     pub cached: bool,
+    /// Glance's `disk_format` and `container_format` (Glance images only).
+    pub disk_format: Option<String>,
+    pub container_format: Option<String>,
 }
 
 /// What a GC pass did.
@@ -232,6 +235,8 @@ impl ImageCache {
             size,
             sha256,
             cached: false,
+            disk_format: None,
+            container_format: None,
         })
     }
 
@@ -345,6 +350,8 @@ impl ImageCache {
             size: meta.size,
             sha256: Some(meta.sha256),
             cached: true,
+            disk_format: meta.disk_format,
+            container_format: meta.container_format,
         })
     }
 

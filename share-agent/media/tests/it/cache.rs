@@ -72,7 +72,8 @@ async fn glance_meta(
         return StatusCode::NOT_FOUND.into_response();
     };
     let body = serde_json::json!({
-        "id": id, "status": "active", "disk_format": "iso", "size": b.len(),
+        "id": id, "status": "active", "disk_format": "iso", "container_format": "bare",
+        "size": b.len(),
         "checksum": hex::encode(md5::Md5::digest(b)),
         "os_hash_algo": "sha512", "os_hash_value": hex::encode(sha2::Sha512::digest(b)),
     });
@@ -251,6 +252,11 @@ async fn glance_image_fetched_with_token_and_verified() {
         .unwrap();
     assert_eq!(same.path, img.path);
     assert_eq!(peer.hits(&format!("glance-{GLANCE_ID}")), 1);
+    // Glance's formats come along, also for the cache hit (they feed image_info).
+    for i in [&img, &same] {
+        assert_eq!(i.disk_format.as_deref(), Some("iso"));
+        assert_eq!(i.container_format.as_deref(), Some("bare"));
+    }
 
     // A wrong token is an error that does not print the token.
     let share2 = tempfile::tempdir().unwrap();

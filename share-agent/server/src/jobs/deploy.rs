@@ -25,22 +25,28 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL_START: Duration = Duration::from_secs(1);
 const POLL_MAX: Duration = Duration::from_secs(30);
 
-/// The `image_info` Ironic sends with write_image.
+/// The `image_info` Ironic 35.1 sends with write_image (`AgentDeploy.write_image`):
+/// the formats as instance_info gives them (`null` when unset: the ramdisk then detects
+/// the disk format itself), the checksums, the node, and for a partition image its disk
+/// layout (`root_mb` = `root_gb` x 1024, `ephemeral_mb` = `ephemeral_gb` x 1024), boot
+/// mode, boot option and partition table. `configdrive` is a separate argument.
 pub fn image_info(node: &str, w: &pb::WriteImage, url: &str) -> Value {
     let id = w
         .image_source
-        .trim_end_matches('/')
         .rsplit('/')
         .next()
         .unwrap_or_default()
         .to_string();
+    let text_or_null = |s: &str| {
+        if s.is_empty() { Value::Null } else { json!(s) }
+    };
     let mut info = json!({
         "id": id,
         "urls": [url],
-        "disk_format": if w.disk_format.is_empty() { "raw" } else { w.disk_format.as_str() },
-        "container_format": "bare",
+        "disk_format": text_or_null(&w.disk_format),
+        "container_format": text_or_null(&w.container_format),
+        // Ironic's [agent]stream_raw_images default.
         "stream_raw_images": true,
-        "node_uuid": node,
     });
     if !w.image_checksum.is_empty() {
         info["checksum"] = json!(w.image_checksum);
@@ -49,13 +55,32 @@ pub fn image_info(node: &str, w: &pb::WriteImage, url: &str) -> Value {
         info["os_hash_algo"] = json!(w.os_hash_algo);
         info["os_hash_value"] = json!(w.os_hash_value);
     }
+    info["node_uuid"] = json!(node);
     if w.image_type == "partition" {
+        let p = w.partition.clone().unwrap_or_default();
+        info["kernel"] = text_or_null(&p.kernel);
+        info["ramdisk"] = text_or_null(&p.ramdisk);
+        info["root_gb"] = json!(p.root_gb);
+        info["root_mb"] = json!(p.root_gb.saturating_mul(1024));
+        info["swap_mb"] = json!(p.swap_mb);
+        info["ephemeral_mb"] = json!(p.ephemeral_gb.saturating_mul(1024));
+        info["ephemeral_format"] = text_or_null(&p.ephemeral_format);
+        info["configdrive"] = Value::Null;
+        info["preserve_ephemeral"] = json!(p.preserve_ephemeral);
         info["image_type"] = json!("partition");
         info["deploy_boot_mode"] = json!(if w.boot_mode == "bios" {
             "bios"
         } else {
             "uefi"
         });
+        info["boot_option"] = json!(if p.boot_option.is_empty() {
+            "local"
+        } else {
+            p.boot_option.as_str()
+        });
+        if !p.disk_label.is_empty() {
+            info["disk_label"] = json!(p.disk_label);
+        }
     }
     info
 }
@@ -76,6 +101,28 @@ pub fn ramdisk_node(node: &str, w: &pb::WriteImage) -> Value {
         "instance_info": {"deploy_boot_mode": mode},
         "properties": {"capabilities": format!("boot_mode:{mode}")},
     })
+}
+
+/// What the fetched image adds to the job, as Ironic fills instance_info from Glance
+/// (`_instance_info_for_glance`): Glance's disk and container formats win; an image that
+/// came with no checksum at all (a Glance image) is described to the ramdisk by the
+/// sha256 this agent computed while caching it, so the ramdisk can verify it.
+fn with_image_facts(w: &pb::WriteImage, img: &boot_media::CachedImage) -> pb::WriteImage {
+    let mut w = w.clone();
+    if let Some(f) = img.disk_format.as_ref().filter(|f| !f.is_empty()) {
+        w.disk_format = f.clone();
+    }
+    if let Some(f) = img.container_format.as_ref().filter(|f| !f.is_empty()) {
+        w.container_format = f.clone();
+    }
+    if w.image_checksum.is_empty()
+        && (w.os_hash_algo.is_empty() || w.os_hash_value.is_empty())
+        && let Some(sha) = &img.sha256
+    {
+        w.os_hash_algo = "sha256".into();
+        w.os_hash_value = sha.clone();
+    }
+    w
 }
 
 fn checksum(ctx: &JobCtx, w: &pb::WriteImage) -> Result<Option<Checksum>, AgentError> {
@@ -102,6 +149,20 @@ pub async fn write_image(ctx: &mut JobCtx, w: &pb::WriteImage) -> Result<(), Age
     }
     if w.image_source.trim().is_empty() {
         return Err(ctx.invalid("image_source", "is required"));
+    }
+    if w.image_type == "partition" {
+        match &w.partition {
+            None => {
+                return Err(ctx.invalid(
+                    "partition",
+                    "is required for a partition image (root_gb, swap_mb, ephemeral_gb, ...)",
+                ));
+            }
+            Some(p) if p.root_gb == 0 => {
+                return Err(ctx.invalid("partition.root_gb", "must be greater than 0"));
+            }
+            Some(_) => {}
+        }
     }
     let limit = Duration::from_secs(u64::from(w.timeout_s));
     let agent = ctx.agent.clone();
@@ -171,6 +232,8 @@ async fn conversation(
         .fetch(&r, sum.as_ref(), &ctx.node)
         .await
         .map_err(|e| ctx.media_err("fetching image_source", e))?;
+    let effective = with_image_facts(w, &img);
+    let w = &effective;
     let (token, url_path) = agent.publications.publish(&ctx.node, img.path.clone());
     *published = Some(token);
     *cached = Some(img);
@@ -369,7 +432,76 @@ mod tests {
         assert_eq!(v["disk_format"], "qcow2");
         assert_eq!(v["stream_raw_images"], true);
         assert_eq!(v["node_uuid"], "n1");
+        assert_eq!(v["container_format"], Value::Null);
         assert!(v.get("image_type").is_none());
+        assert!(v.get("root_mb").is_none());
+    }
+
+    #[test]
+    fn glance_facts_fill_the_job() {
+        let w = pb::WriteImage {
+            image_source: "glance://5f6a8c2e-1b4d-4a43-9e0a-2d2b3f8a1c11".into(),
+            disk_format: "raw".into(),
+            ..Default::default()
+        };
+        let img = boot_media::CachedImage {
+            reference: boot_media::ImageRef::parse("glance://5f6a8c2e-1b4d-4a43-9e0a-2d2b3f8a1c11")
+                .unwrap(),
+            share_relative: "cache/x".into(),
+            path: "/nonexistent/x".into(),
+            size: 1,
+            sha256: Some("c".repeat(64)),
+            cached: true,
+            disk_format: Some("qcow2".into()),
+            container_format: Some("bare".into()),
+        };
+        let e = with_image_facts(&w, &img);
+        let v = image_info("n1", &e, "http://agent/i");
+        assert_eq!(v["disk_format"], "qcow2");
+        assert_eq!(v["container_format"], "bare");
+        assert_eq!(v["os_hash_algo"], "sha256");
+        assert_eq!(v["os_hash_value"], "c".repeat(64));
+        assert!(v.get("checksum").is_none());
+        // A job that has a checksum keeps its own.
+        let w = pb::WriteImage {
+            image_checksum: "a".repeat(64),
+            ..w
+        };
+        assert!(with_image_facts(&w, &img).os_hash_value.is_empty());
+    }
+
+    #[test]
+    fn image_info_partition_layout() {
+        let w = pb::WriteImage {
+            image_source: "http://example.com/images/part.img".into(),
+            image_checksum: "a".repeat(64),
+            image_type: "partition".into(),
+            boot_mode: "bios".into(),
+            partition: Some(pb::PartitionImage {
+                kernel: "http://example.com/k".into(),
+                ramdisk: "http://example.com/r".into(),
+                root_gb: 10,
+                swap_mb: 512,
+                ephemeral_gb: 2,
+                ephemeral_format: "ext4".into(),
+                boot_option: "local".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let v = image_info("n1", &w, "http://agent/i");
+        assert_eq!(v["disk_format"], Value::Null, "never silently raw");
+        assert_eq!(v["root_gb"], 10);
+        assert_eq!(v["root_mb"], 10240);
+        assert_eq!(v["swap_mb"], 512);
+        assert_eq!(v["ephemeral_mb"], 2048);
+        assert_eq!(v["ephemeral_format"], "ext4");
+        assert_eq!(v["preserve_ephemeral"], false);
+        assert_eq!(v["image_type"], "partition");
+        assert_eq!(v["deploy_boot_mode"], "bios");
+        assert_eq!(v["boot_option"], "local");
+        assert!(v.get("disk_label").is_none());
+        assert_eq!(v["configdrive"], Value::Null);
     }
 
     #[test]

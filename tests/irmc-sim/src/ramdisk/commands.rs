@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::validation::{check_disk_format, partition_layout, validate_image_info};
 use super::{Agent, DiskTarget, logs};
 use crate::node::DiskSlot;
 
@@ -365,6 +366,10 @@ async fn run_async(agent: &Arc<Agent>, short: &str, params: &Value) -> Result<Va
             let args = step.get("args").cloned().unwrap_or_else(|| json!({}));
             let deploy_result = match step_name {
                 "write_image" => {
+                    // What the conductor sent, for tests comparing conductors.
+                    agent
+                        .host
+                        .publish("ipa_write_image_args", &args.to_string());
                     let info = args.get("image_info").unwrap_or(&Value::Null);
                     validate_image_info(info, agent.md5_allowed)?;
                     let w = write_image(agent, info).await?;
@@ -424,46 +429,6 @@ fn prepare_image_message(w: &Written) -> String {
         }
     }
     m
-}
-
-/// IPA `_validate_image_info`.
-fn validate_image_info(info: &Value, md5_allowed: bool) -> Result<(), ApiError> {
-    let bad = |d: &str| {
-        ApiError::new(
-            400,
-            "InvalidCommandParamsError",
-            "Invalid command parameters",
-            d,
-        )
-    };
-    if !info.is_object() {
-        return Err(bad("image_info must be a dictionary"));
-    }
-    if info.get("id").and_then(Value::as_str).is_none() {
-        return Err(bad("Image is missing 'id' field."));
-    }
-    match info.get("urls").and_then(Value::as_array) {
-        Some(u) if !u.is_empty() && u.iter().all(Value::is_string) => {}
-        _ => {
-            return Err(bad(
-                "Image 'urls' must be a list with at least one element.",
-            ));
-        }
-    }
-    let os_algo = info.get("os_hash_algo").and_then(Value::as_str);
-    let os_value = info.get("os_hash_value").and_then(Value::as_str);
-    let checksum = info.get("checksum").and_then(Value::as_str);
-    match (os_algo, os_value, checksum) {
-        (Some(a), Some(v), _) if !a.is_empty() && !v.is_empty() => Ok(()),
-        (_, _, Some(c)) if c.len() > 32 => Ok(()),
-        (_, _, Some(c)) if c.len() == 32 && md5_allowed => Ok(()),
-        (_, _, Some(c)) if c.len() == 32 => Err(bad(
-            "Image checksum is an MD5 checksum, which is not permitted (md5_enabled is off).",
-        )),
-        _ => Err(bad(
-            "Image is missing a checksum: 'checksum', or 'os_hash_algo' with 'os_hash_value', is required.",
-        )),
-    }
 }
 
 enum Verifier {
@@ -551,6 +516,19 @@ async fn write_image(agent: &Arc<Agent>, info: &Value) -> Result<Written, ApiErr
         .unwrap_or_default()
         .to_string();
     let (algo, want) = expected_checksum(info)?;
+    let partition = info.get("image_type").and_then(Value::as_str) == Some("partition");
+    let declared_format = info.get("disk_format").and_then(Value::as_str);
+    // IPA streams a raw image straight onto the disk (after partitioning, for a
+    // partition image); anything else is downloaded first, then inspected and written.
+    let streamed = info
+        .get("stream_raw_images")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+        && declared_format == Some("raw");
+    if streamed && partition {
+        partition_layout(info, None)?;
+    }
+    let mut head: Vec<u8> = Vec::with_capacity(8);
     let mut verifier = Verifier::for_algo(&algo).ok_or_else(|| {
         ApiError::new(
             400,
@@ -618,6 +596,10 @@ async fn write_image(agent: &Arc<Agent>, info: &Value) -> Result<Written, ApiErr
             .map_err(|e| download_error(e.to_string()))?
         {
             verifier.update(&chunk);
+            if head.len() < 8 {
+                let take = (8 - head.len()).min(chunk.len());
+                head.extend_from_slice(&chunk[..take]);
+            }
             if let Some(h) = disk_hash.as_mut() {
                 h.update(&chunk);
             }
@@ -663,11 +645,24 @@ async fn write_image(agent: &Arc<Agent>, info: &Value) -> Result<Written, ApiErr
         agent.log(format!("write_image failed: {}", e.details));
         return Err(e);
     }
+    if !streamed {
+        let checked = check_disk_format(declared_format, &head).and_then(|()| {
+            if partition {
+                partition_layout(info, Some(written.div_ceil(1 << 20)))
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = checked {
+            garbled(agent, written);
+            agent.log(format!("write_image failed: {}", e.details));
+            return Err(e);
+        }
+    }
     let sha = match disk_hash {
         Some(h) => hex::encode(h.finalize()),
         None => got,
     };
-    let partition = info.get("image_type").and_then(Value::as_str) == Some("partition");
     let uefi = info.get("deploy_boot_mode").and_then(Value::as_str) == Some("uefi");
     let w = Written {
         image_id,
@@ -694,28 +689,6 @@ async fn write_image(agent: &Arc<Agent>, info: &Value) -> Result<Written, ApiErr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn image_info_validation() {
-        let ok = json!({"id": "i", "urls": ["http://x"], "checksum": "a".repeat(64)});
-        assert!(validate_image_info(&ok, false).is_ok());
-        let md5 = json!({"id": "i", "urls": ["http://x"], "checksum": "a".repeat(32)});
-        assert!(validate_image_info(&md5, true).is_ok());
-        assert_eq!(validate_image_info(&md5, false).unwrap_err().code, 400);
-        let os = json!({"id": "i", "urls": ["u"], "os_hash_algo": "sha512", "os_hash_value": "ab"});
-        assert!(validate_image_info(&os, false).is_ok());
-        assert!(
-            validate_image_info(&json!({"urls": ["u"], "checksum": "a".repeat(64)}), true).is_err()
-        );
-        assert!(
-            validate_image_info(
-                &json!({"id": "i", "urls": [], "checksum": "a".repeat(64)}),
-                true
-            )
-            .is_err()
-        );
-        assert!(validate_image_info(&json!({"id": "i", "urls": ["u"]}), true).is_err());
-    }
 
     #[test]
     fn checksum_algorithm_choice() {

@@ -21,6 +21,7 @@
 mod api;
 mod commands;
 mod logs;
+pub mod validation;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -8,6 +8,7 @@ mod boot_external;
 mod boot_failures;
 mod boot_media;
 mod boot_samba;
+mod ipa_validation;
 mod ramdisk_agent;
 mod ramdisk_deploy;
 mod ramdisk_scale;

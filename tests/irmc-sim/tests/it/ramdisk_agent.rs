@@ -129,7 +129,29 @@ async fn lookup_token_replaces_the_parameter_token() {
 
     // An empty image is a valid image too; md5 accepted because lookup allowed it.
     let md5 = hex::encode(md5::Md5::digest(b""));
-    let info = json!({"id": "img", "urls": [format!("{}/image.raw", ironic.url())], "checksum": md5, "image_type": "partition", "deploy_boot_mode": "uefi"});
+    // A partition image needs its layout, as IPA reads it (`image_info['root_mb']` ...):
+    // without `preserve_ephemeral` the command fails with the KeyError text.
+    let mut info = json!({"id": "img", "urls": [format!("{}/image.raw", ironic.url())], "checksum": md5, "image_type": "partition", "deploy_boot_mode": "uefi"});
+    let v: Value = c
+        .post(&url)
+        .json(&json!({"name": "standby.prepare_image", "params": {"image_info": info}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["command_status"], "FAILED", "{v}");
+    assert_eq!(v["command_error"]["details"], "'preserve_ephemeral'", "{v}");
+    for (k, x) in [
+        ("preserve_ephemeral", json!(false)),
+        ("root_mb", json!(1024)),
+        ("swap_mb", json!(0)),
+        ("ephemeral_mb", json!(0)),
+        ("ephemeral_format", Value::Null),
+    ] {
+        info[k] = x;
+    }
     let v: Value = c
         .post(&url)
         .json(&json!({"name": "standby.prepare_image", "params": {"image_info": info}}))
