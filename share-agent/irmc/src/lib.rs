@@ -85,10 +85,10 @@ mod error;
 pub mod ipmi;
 pub mod wire;
 
-pub use client::IrmcClient;
+pub use client::{IrmcClient, SCCI_BUSY};
 pub use config::{
-    AuthMethod, BmcConfig, DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Scheme, Secret, TlsVerify,
-    Transport,
+    AuthMethod, BmcConfig, BusyPolicy, DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Scheme, Secret,
+    TlsVerify, Transport,
 };
 pub use error::{Ctx, IrmcError};
 pub use ipmi::{IpmiClient, IpmiSettings};

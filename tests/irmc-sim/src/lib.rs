@@ -289,6 +289,8 @@ pub struct SimBuilder {
     pub(crate) hook: Arc<dyn BootHook>,
     pub(crate) control: Option<SocketAddr>,
     pub(crate) restore: Vec<(usize, NodeState)>,
+    pub(crate) busy: std::time::Duration,
+    pub(crate) licensed: bool,
 }
 
 impl Default for SimBuilder {
@@ -311,6 +313,8 @@ impl Default for SimBuilder {
             hook: Arc::new(NoBoot),
             control: None,
             restore: Vec::new(),
+            busy: std::time::Duration::ZERO,
+            licensed: true,
         }
     }
 }
@@ -433,6 +437,21 @@ impl SimBuilder {
     /// (never saved) are empty until written again. Indices beyond the count are ignored.
     pub fn restore(mut self, states: Vec<(usize, NodeState)>) -> Self {
         self.restore = states;
+        self
+    }
+    /// Busy window after every power action and media connect: commands of those
+    /// kinds inside it are refused with SCCI status 5 (Input/Output error), as a real
+    /// iRMC refuses commands sent in a tight sequence. Zero (the default) turns it off;
+    /// [`NodeState::busy_ms`] overrides it per node.
+    pub fn busy(mut self, window: std::time::Duration) -> Self {
+        self.busy = window;
+        self
+    }
+    /// Whether the iRMCs have a licence key installed (default: yes). Without one the
+    /// key item (ConfigSpace 1980) reads empty and remote image connects are refused;
+    /// [`NodeState::licensed`] overrides it per node.
+    pub fn licensed(mut self, licensed: bool) -> Self {
+        self.licensed = licensed;
         self
     }
     /// The firmware string in effect.

@@ -165,6 +165,8 @@ impl Sim {
         let env = ExecEnv {
             model,
             has_virtual_fd: report::has_virtual_fd(model, &firmware),
+            busy: b.busy,
+            licensed: b.licensed,
         };
         let tls = match b.https_port {
             Some(_) => Some(TlsMaterial::generate()?),
@@ -693,10 +695,14 @@ async fn route(
     let resp = match route {
         Route::Config => config(shared, node, &body),
         Route::Report => {
-            node.update(|s| s.counters.report += 1);
-            let doc = match &shared.report {
-                Some(r) => r.to_string(),
-                None => {
+            let own = node.update(|s| {
+                s.counters.report += 1;
+                s.report.clone()
+            });
+            let doc = match (own, &shared.report) {
+                (Some(r), _) => r,
+                (None, Some(r)) => r.to_string(),
+                (None, None) => {
                     report::generate(shared.model, &shared.firmware, node.address(), node.index())
                 }
             };

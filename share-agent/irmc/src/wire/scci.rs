@@ -133,6 +133,14 @@ impl Opcode {
         Self::ALL.iter().copied().find(|op| op.code() == code)
     }
 
+    /// A `ConnectRemote*Image` command (connect or disconnect of a virtual drive).
+    pub fn is_connect(self) -> bool {
+        matches!(
+            self,
+            Self::ConnectRemoteFdImage | Self::ConnectRemoteCdImage | Self::ConnectRemoteHdImage
+        )
+    }
+
     /// Whether sending this command twice has the same effect as once.
     /// Decides whether a timed-out or 5xx request may be resent (see the
     /// crate docs for the full retry rule).

@@ -364,5 +364,6 @@ async fn settings_read_back() {
     assert!(!s.fd().is_configured());
 }
 
+mod busy;
 /// Digest auth, retries and back-off, Redfish, power-state polling.
 mod transport;
