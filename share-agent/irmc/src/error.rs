@@ -131,7 +131,7 @@ pub enum IrmcError {
     },
     /// `/report.xml` has no `System/ManagementControllers/iRMC` section.
     #[error(
-        "iRMC {ctx}. Reason: report.xml has no System/ManagementControllers/iRMC section (not an iRMC, or firmware too old)"
+        "iRMC {ctx}. Reason: report.xml has no System/ManagementControllers/iRMC section, and neither Root@OS/Root@Version nor Summary/Created/OS names an iRMC generation and firmware (not an iRMC, or firmware too old)"
     )]
     NoManagementController {
         /// Context.

@@ -13,6 +13,9 @@
 //! - [`ipmi`]: IPMI 2.0 over LAN: `ipmi/wire.rs` holds every packet format and the
 //!   RMCP+ cryptography (golden tests on ipmitool captures in `tests/it/ipmi.rs`),
 //!   `ipmi/session.rs` the UDP conversation ([`IpmiClient`]).
+//! - [`capability`]: the one capability table (generation and firmware thresholds as
+//!   data: virtual floppy, Redfish, IPMI by default), the report's generation and
+//!   firmware with the `Root@OS`/`Summary/Created/OS` fallback, the S4-or-later check.
 //! - `digest`: RFC 7616 Digest authentication (MD5, SHA-256, `qop=auth`).
 //! - `error`: [`IrmcError`], the crate's one error type.
 //!
@@ -78,6 +81,7 @@
 //! 1A5x/1A6x and must be confirmed on real hardware. `irmc-sim` follows this
 //! table.
 
+pub mod capability;
 mod client;
 mod config;
 mod digest;
@@ -85,6 +89,7 @@ mod error;
 pub mod ipmi;
 pub mod wire;
 
+pub use capability::{Capabilities, MediaPath};
 pub use client::{IrmcClient, SCCI_BUSY};
 pub use config::{
     AuthMethod, BmcConfig, BusyPolicy, DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Scheme, Secret,

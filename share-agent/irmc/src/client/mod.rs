@@ -708,4 +708,5 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+mod checks;
 mod power;

@@ -36,7 +36,7 @@ pub use redfish::{
 pub use report::{Report, build_report, has_virtual_fd, parse_report};
 pub use scci::{
     Opcode, ParsedCmd, PowerAction, ScciCommand, ScciData, ScciStatus, build_cmdseq, build_status,
-    parse_cmdseq, parse_status,
+    parse_cmdseq, parse_config_value, parse_status,
 };
 pub use settings::{MediaView, Settings};
 pub use xml::{Element, MAX_DEPTH, escape, parse_document};
@@ -48,8 +48,11 @@ pub enum WireError {
     /// Not well-formed, truncated, or missing a required element.
     #[error("{0}")]
     Malformed(String),
-    /// `/report.xml` without `System/ManagementControllers/iRMC`.
-    #[error("report.xml has no System/ManagementControllers/iRMC section")]
+    /// `/report.xml` names no iRMC: no `System/ManagementControllers/iRMC` section, and
+    /// neither `Root@OS`/`Root@Version` nor `Summary/Created/OS` names one.
+    #[error(
+        "report.xml has no System/ManagementControllers/iRMC section, and neither Root@OS/Root@Version nor Summary/Created/OS names an iRMC generation and firmware"
+    )]
     NoManagementController,
 }
 

@@ -367,3 +367,4 @@ async fn settings_read_back() {
 mod busy;
 /// Digest auth, retries and back-off, Redfish, power-state polling.
 mod transport;
+mod validate;
