@@ -423,6 +423,7 @@ pub fn job_result(u: &pb::JobUpdate) -> JobResult {
             } else {
                 Some(out.bmc_has_virtual_fd)
             },
+            bmc_check: opt(&out.bmc_check),
         },
     }
 }
