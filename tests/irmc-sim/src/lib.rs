@@ -291,6 +291,7 @@ pub struct SimBuilder {
     pub(crate) restore: Vec<(usize, NodeState)>,
     pub(crate) busy: std::time::Duration,
     pub(crate) licensed: bool,
+    pub(crate) redfish: bool,
 }
 
 impl Default for SimBuilder {
@@ -315,6 +316,7 @@ impl Default for SimBuilder {
             restore: Vec::new(),
             busy: std::time::Duration::ZERO,
             licensed: true,
+            redfish: true,
         }
     }
 }
@@ -452,6 +454,12 @@ impl SimBuilder {
     /// [`NodeState::licensed`] overrides it per node.
     pub fn licensed(mut self, licensed: bool) -> Self {
         self.licensed = licensed;
+        self
+    }
+    /// Whether Redfish is served (default: yes). Without it every Redfish path is 404,
+    /// as on controllers whose Redfish is disabled; [`NodeState::redfish`] overrides it.
+    pub fn redfish(mut self, on: bool) -> Self {
+        self.redfish = on;
         self
     }
     /// The firmware string in effect.

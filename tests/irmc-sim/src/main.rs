@@ -84,6 +84,10 @@ struct Args {
     /// connects are refused with a licence message.
     #[arg(long)]
     no_licence: bool,
+    /// Serve no Redfish (every /redfish path answers 404), as a controller whose
+    /// Redfish is disabled or too old to use.
+    #[arg(long)]
+    no_redfish: bool,
     /// Write the CA certificate (PEM) that signs every node's certificate here.
     #[arg(long)]
     cert_out: Option<PathBuf>,
@@ -221,6 +225,7 @@ async fn run(args: Args) -> Result<()> {
         .model(args.model)
         .busy(std::time::Duration::from_millis(args.busy_ms))
         .licensed(!args.no_licence)
+        .redfish(!args.no_redfish)
         .seed(args.seed);
     if let Some(fw) = &args.firmware {
         b = b.firmware(fw.clone());

@@ -371,6 +371,8 @@ pub struct NodeState {
     pub busy_ms: Option<u64>,
     /// This node has a licence key installed (overrides the fleet's `--no-licence`).
     pub licensed: Option<bool>,
+    /// This node serves Redfish (overrides the fleet's `--no-redfish`).
+    pub redfish: Option<bool>,
     /// This node's own `/report.xml` document (another generation or firmware than the
     /// fleet's, or a report without the iRMC section); `None` serves the fleet's.
     #[serde(skip)]

@@ -410,6 +410,8 @@ pub struct ExecEnv {
     pub busy: std::time::Duration,
     /// Fleet-wide: a licence key is installed; [`crate::NodeState::licensed`] overrides it.
     pub licensed: bool,
+    /// Fleet-wide: Redfish is served; [`crate::NodeState::redfish`] overrides it.
+    pub redfish: bool,
 }
 
 impl ExecEnv {

@@ -167,6 +167,7 @@ impl Sim {
             has_virtual_fd: report::has_virtual_fd(model, &firmware),
             busy: b.busy,
             licensed: b.licensed,
+            redfish: b.redfish,
         };
         let tls = match b.https_port {
             Some(_) => Some(TlsMaterial::generate()?),
@@ -403,6 +404,7 @@ pub(crate) fn total_counters(nodes: &[NodeHandle]) -> RequestCounters {
         }
         t.config_posts += c.config_posts;
         t.report += c.report;
+        t.busy_refused += c.busy_refused;
         t.settings += c.settings;
         t.redfish_get += c.redfish_get;
         t.redfish_patch += c.redfish_patch;
@@ -633,7 +635,15 @@ async fn route(
 ) -> (Resp, bool) {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let Some(route) = Route::find(&path) else {
+    // A controller whose Redfish is off (or whose firmware has none usable) answers
+    // every Redfish path 404, as for any unknown path.
+    let route = Route::find(&path).filter(|r| {
+        !matches!(
+            r,
+            Route::RedfishRoot | Route::Systems | Route::System | Route::Reset
+        ) || node.update(|s| s.redfish.unwrap_or(shared.env.redfish))
+    });
+    let Some(route) = route else {
         node.update(|s| s.counters.not_found += 1);
         tracing::debug!(node = node.index(), %method, %path, "unknown path");
         return (plain(StatusCode::NOT_FOUND, "404 Not Found"), false);
