@@ -37,7 +37,7 @@ impl IrmcClient {
         };
         let req = Req {
             method: Method::POST,
-            path: "/config",
+            path: "/config".into(),
             content_type: Some(SCCI_CONTENT_TYPE),
             body: Bytes::from(wire::build_cmdseq(&[cmd])),
             if_match: None,

@@ -82,7 +82,7 @@ struct DigestState {
 /// One request to send (possibly several times).
 struct Req {
     method: Method,
-    path: &'static str,
+    path: std::borrow::Cow<'static, str>,
     content_type: Option<&'static str>,
     body: Bytes,
     if_match: Option<HeaderValue>,
@@ -91,10 +91,10 @@ struct Req {
 }
 
 impl Req {
-    fn get(path: &'static str) -> Self {
+    fn get(path: impl Into<std::borrow::Cow<'static, str>>) -> Self {
         Self {
             method: Method::GET,
-            path,
+            path: path.into(),
             content_type: None,
             body: Bytes::new(),
             if_match: None,
@@ -265,7 +265,7 @@ impl IrmcClient {
             attempts += 1;
             let req = Req {
                 method: Method::POST,
-                path: "/config",
+                path: "/config".into(),
                 content_type: Some(SCCI_CONTENT_TYPE),
                 body: body.clone(),
                 if_match: None,
@@ -561,7 +561,7 @@ impl IrmcClient {
             &cfg.username,
             cfg.password.expose(),
             req.method.as_str(),
-            req.path,
+            &req.path,
         );
         let mut value = HeaderValue::from_str(&value).map_err(|_| IrmcError::InvalidConfig {
             field: "irmc_username",
@@ -601,7 +601,7 @@ impl IrmcClient {
         let started = tokio::time::Instant::now();
         let mut resp = rb.send().await.map_err(|e| {
             let err = self.transport_err(op, &e);
-            tracing::debug!(bmc = %cfg.address, operation = op, method = %req.method, path = req.path, error = %err, "BMC request failed");
+            tracing::debug!(bmc = %cfg.address, operation = op, method = %req.method, path = %req.path, error = %err, "BMC request failed");
             err
         })?;
         let status = resp.status().as_u16();
@@ -610,7 +610,7 @@ impl IrmcClient {
             bmc = %cfg.address,
             operation = op,
             method = %req.method,
-            path = req.path,
+            path = %req.path,
             status,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "BMC request"
@@ -710,3 +710,4 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 mod checks;
 mod power;
+mod redfish_media;

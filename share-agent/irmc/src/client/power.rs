@@ -134,7 +134,7 @@ impl IrmcClient {
         let body = Bytes::from(wire::boot_override_body(target, persistence, mode));
         let mk = |if_match: Option<HeaderValue>| Req {
             method: Method::PATCH,
-            path: wire::REDFISH_SYSTEM,
+            path: wire::REDFISH_SYSTEM.into(),
             content_type: Some("application/json"),
             body: body.clone(),
             if_match,
@@ -157,7 +157,7 @@ impl IrmcClient {
         const OP: &str = "set_power_state";
         let req = Req {
             method: Method::POST,
-            path: wire::REDFISH_RESET,
+            path: wire::REDFISH_RESET.into(),
             content_type: Some("application/json"),
             body: Bytes::from(wire::reset_body(kind)),
             if_match: None,

@@ -21,6 +21,7 @@
 
 mod media;
 mod redfish;
+mod redfish_media;
 mod report;
 mod scci;
 mod settings;
@@ -32,6 +33,9 @@ pub use media::{
 pub use redfish::{
     BootMode, BootPersistence, BootTarget, PowerState, REDFISH_RESET, REDFISH_SYSTEM, ResetType,
     SystemInfo, boot_override_body, parse_system, reset_body,
+};
+pub use redfish_media::{
+    VirtualDrive, insert_media_body, link, managed_by, members, parse_virtual_drive,
 };
 pub use report::{Report, build_report, has_virtual_fd, parse_report};
 pub use scci::{

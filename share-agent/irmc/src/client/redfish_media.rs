@@ -1,0 +1,137 @@
+//! Redfish virtual media (DMTF `InsertMedia`/`EjectMedia`), found by following links
+//! from the service root: `/redfish/v1` -> `Systems` -> the first system -> its
+//! `VirtualMedia` collection, or, when the system has none, its managers'
+//! (`Links.ManagedBy`) `VirtualMedia`. Requests: 4-5 GETs to discover, one per drive to
+//! read its state, one POST per insert or eject.
+
+use bytes::Bytes;
+use http::Method;
+
+use super::{IrmcClient, Req};
+use crate::error::IrmcError;
+use crate::wire::{self, VirtualDrive};
+
+const JSON: &str = "application/json";
+
+impl IrmcClient {
+    async fn redfish_get(&self, op: &'static str, path: String) -> Result<String, IrmcError> {
+        let reply = self.send(op, Req::get(path)).await?;
+        self.expect_success(op, &reply, &[200])?;
+        Ok(reply.text().into_owned())
+    }
+
+    fn no_link(&self, op: &'static str, what: &str) -> IrmcError {
+        IrmcError::Malformed {
+            ctx: self.ctx(op),
+            reason: format!("the Redfish service has no {what}"),
+        }
+    }
+
+    /// Every virtual drive the service offers, discovered from the service root.
+    pub async fn redfish_virtual_drives(&self) -> Result<Vec<VirtualDrive>, IrmcError> {
+        self.virtual_drives_for("listing Redfish virtual media")
+            .await
+    }
+
+    async fn virtual_drives_for(&self, op: &'static str) -> Result<Vec<VirtualDrive>, IrmcError> {
+        let wire = |e| self.wire_err(op, e);
+        let root = self.redfish_get(op, "/redfish/v1/".into()).await?;
+        let systems = wire::link(&root, "Systems")
+            .map_err(wire)?
+            .ok_or_else(|| self.no_link(op, "Systems link in its service root"))?;
+        let systems = self.redfish_get(op, systems).await?;
+        let system = wire::members(&systems)
+            .map_err(wire)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| self.no_link(op, "system"))?;
+        let sys = self.redfish_get(op, system).await?;
+        let mut collections: Vec<String> = wire::link(&sys, "VirtualMedia")
+            .map_err(wire)?
+            .into_iter()
+            .collect();
+        if collections.is_empty() {
+            for m in wire::managed_by(&sys).map_err(wire)? {
+                let mgr = self.redfish_get(op, m).await?;
+                collections.extend(wire::link(&mgr, "VirtualMedia").map_err(wire)?);
+            }
+        }
+        let Some(coll) = collections.into_iter().next() else {
+            return Err(self.no_link(
+                op,
+                "VirtualMedia collection under the system or its managers",
+            ));
+        };
+        let coll = self.redfish_get(op, coll).await?;
+        let mut drives = Vec::new();
+        for m in wire::members(&coll).map_err(wire)? {
+            let body = self.redfish_get(op, m.clone()).await?;
+            drives.push(wire::parse_virtual_drive(&m, &body).map_err(wire)?);
+        }
+        Ok(drives)
+    }
+
+    async fn cd_drive(&self, op: &'static str) -> Result<VirtualDrive, IrmcError> {
+        self.virtual_drives_for(op)
+            .await?
+            .into_iter()
+            .find(VirtualDrive::is_cd)
+            .ok_or_else(|| self.no_link(op, "virtual drive taking CD/DVD images"))
+    }
+
+    async fn redfish_post(
+        &self,
+        op: &'static str,
+        path: String,
+        body: String,
+    ) -> Result<(), IrmcError> {
+        let req = Req {
+            method: Method::POST,
+            path: path.into(),
+            content_type: Some(JSON),
+            body: Bytes::from(body),
+            if_match: None,
+            // Inserting the same image twice, or ejecting twice, ends the same.
+            idempotent: true,
+        };
+        let reply = self.send(op, req).await?;
+        self.expect_success(op, &reply, &[200, 202, 204])
+    }
+
+    /// Inserts the image at `image_url` (HTTP/HTTPS, NFS or CIFS URL, as the service
+    /// accepts) into the CD drive with `InsertMedia`. An inserted image is ejected first.
+    pub async fn redfish_insert_cd(&self, image_url: &str) -> Result<(), IrmcError> {
+        const OP: &str = "Inserting virtual cdrom";
+        let drive = self.cd_drive(OP).await?;
+        if drive.inserted
+            && let Some(eject) = &drive.eject_target
+        {
+            self.redfish_post(OP, eject.clone(), "{}".into()).await?;
+        }
+        let target = drive
+            .insert_target
+            .ok_or_else(|| self.no_link(OP, "InsertMedia action on its CD drive"))?;
+        self.redfish_post(OP, target, wire::insert_media_body(image_url))
+            .await
+    }
+
+    /// Ejects the CD drive's image with `EjectMedia`; `false` when none was inserted
+    /// (nothing sent).
+    pub async fn redfish_eject_cd(&self) -> Result<bool, IrmcError> {
+        const OP: &str = "Ejecting virtual cdrom";
+        let drive = self.cd_drive(OP).await?;
+        if !drive.inserted {
+            return Ok(false);
+        }
+        let target = drive
+            .eject_target
+            .ok_or_else(|| self.no_link(OP, "EjectMedia action on its CD drive"))?;
+        self.redfish_post(OP, target, "{}".into()).await?;
+        Ok(true)
+    }
+
+    /// The CD drive's state (inserted, image).
+    pub async fn redfish_cd_status(&self) -> Result<VirtualDrive, IrmcError> {
+        self.cd_drive("reading virtual cdrom status").await
+    }
+}
