@@ -16,6 +16,9 @@
 //! - [`capability`]: the one capability table (generation and firmware thresholds as
 //!   data: virtual floppy, Redfish, IPMI by default), the report's generation and
 //!   firmware with the `Root@OS`/`Summary/Created/OS` fallback, the S4-or-later check.
+//! - `client/checks.rs`: [`IrmcClient::validate`] (generation, licence key, the check
+//!   `manage` runs); `client/redfish_media.rs`: Redfish virtual media (DMTF
+//!   `InsertMedia`/`EjectMedia`, drives found by following links from `/redfish/v1`).
 //! - `digest`: RFC 7616 Digest authentication (MD5, SHA-256, `qop=auth`).
 //! - `error`: [`IrmcError`], the crate's one error type.
 //!
@@ -42,6 +45,9 @@
 //!   sequences made only of ConfigSpace, Connect*Image, PowerOn/PowerOff
 //!   commands. A power cycle, reset, NMI, graceful shutdown or Redfish reset
 //!   is never resent after it may have reached the BMC.
+//! - SCCI status 5 ("Input/Output error": the iRMC is still busy with an earlier power
+//!   action or media connect): every command, after a growing pause, until the
+//!   [`BusyPolicy`] budget (30 s) is spent; then [`IrmcError::Busy`].
 //! - never: TLS handshake failures (an untrusted certificate stays
 //!   untrusted), 401 (after authenticating), other 4xx, 3xx, SCCI error
 //!   values, malformed replies.
