@@ -100,7 +100,7 @@ pub fn paths(counters: &serde_json::Value) -> (BTreeMap<String, usize>, BTreeMap
         let busy = c["busy_refused"].as_u64().unwrap_or(0);
         if busy > 0 {
             *boot
-                .entry("(nodes that met a busy iRMC)".to_string())
+                .entry("~ of all nodes, met a busy iRMC and waited".to_string())
                 .or_insert(0) += 1;
         }
     }
