@@ -51,6 +51,7 @@ pub mod fault;
 pub mod ipmi;
 pub mod node;
 pub mod ramdisk;
+pub mod redfish_oem;
 pub mod report;
 pub mod scci;
 mod server;

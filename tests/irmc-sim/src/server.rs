@@ -558,6 +558,8 @@ enum Route {
     Systems,
     System,
     Reset,
+    OemVirtualMedia,
+    OemVirtualMediaAction,
     ElcmStatus,
     Config,
     Report,
@@ -576,6 +578,8 @@ impl Route {
             "/redfish/v1/Systems" => Route::Systems,
             "/redfish/v1/Systems/0" => Route::System,
             "/redfish/v1/Systems/0/Actions/ComputerSystem.Reset" => Route::Reset,
+            crate::redfish_oem::VM_PATH => Route::OemVirtualMedia,
+            crate::redfish_oem::VM_ACTION => Route::OemVirtualMediaAction,
             "/rest/v1/Oem/eLCM/eLCMStatus" => Route::ElcmStatus,
             "/config" => Route::Config,
             "/report.xml" => Route::Report,
@@ -585,15 +589,20 @@ impl Route {
     }
     fn allowed(self) -> &'static [Method] {
         match self {
-            Route::System => &[Method::GET, Method::PATCH],
-            Route::Reset | Route::Config => &[Method::POST],
+            Route::System | Route::OemVirtualMedia => &[Method::GET, Method::PATCH],
+            Route::Reset | Route::Config | Route::OemVirtualMediaAction => &[Method::POST],
             _ => &[Method::GET],
         }
     }
     fn is_redfish(self) -> bool {
         matches!(
             self,
-            Route::RedfishRoot | Route::Systems | Route::System | Route::Reset
+            Route::RedfishRoot
+                | Route::Systems
+                | Route::System
+                | Route::Reset
+                | Route::OemVirtualMedia
+                | Route::OemVirtualMediaAction
         )
     }
     fn is_xml(self) -> bool {
@@ -637,12 +646,8 @@ async fn route(
     let path = req.uri().path().to_string();
     // A controller whose Redfish is off (or whose firmware has none usable) answers
     // every Redfish path 404, as for any unknown path.
-    let route = Route::find(&path).filter(|r| {
-        !matches!(
-            r,
-            Route::RedfishRoot | Route::Systems | Route::System | Route::Reset
-        ) || node.update(|s| s.redfish.unwrap_or(shared.env.redfish))
-    });
+    let route = Route::find(&path)
+        .filter(|r| !r.is_redfish() || node.update(|s| s.redfish.unwrap_or(shared.env.redfish)));
     let Some(route) = route else {
         node.update(|s| s.counters.not_found += 1);
         tracing::debug!(node = node.index(), %method, %path, "unknown path");
@@ -754,6 +759,30 @@ async fn route(
         Route::Reset => {
             node.update(|s| s.counters.redfish_post += 1);
             reset(node, &body)
+        }
+        Route::OemVirtualMedia if method == Method::GET => {
+            node.update(|s| s.counters.redfish_get += 1);
+            json_resp(StatusCode::OK, &crate::redfish_oem::vm_json(node))
+        }
+        Route::OemVirtualMedia => {
+            node.update(|s| s.counters.redfish_patch += 1);
+            match crate::redfish_oem::patch(node, &body) {
+                Ok(v) => json_resp(StatusCode::OK, &v),
+                Err((_, msg)) => redfish_error(
+                    StatusCode::BAD_REQUEST,
+                    "Base.1.0.PropertyValueFormatError",
+                    &msg,
+                ),
+            }
+        }
+        Route::OemVirtualMediaAction => {
+            node.update(|s| s.counters.redfish_post += 1);
+            match crate::redfish_oem::action(node, shared.model, shared.env.licensed, &body) {
+                Ok(()) => plain(StatusCode::NO_CONTENT, ""),
+                Err((_, msg)) => {
+                    redfish_error(StatusCode::BAD_REQUEST, "Base.1.0.ActionNotSupported", &msg)
+                }
+            }
         }
     };
     (resp, xml_route)
@@ -899,7 +928,9 @@ fn system_json(shared: &Shared, node: &NodeHandle) -> serde_json::Value {
             "target": "/redfish/v1/Systems/0/Actions/ComputerSystem.Reset",
             "ResetType@Redfish.AllowableValues":
                 ["On", "ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart", "Nmi", "PowerCycle"],
-        }},
+            },
+            "Oem": {"#FTSComputerSystem.VirtualMedia": crate::redfish_oem::action_json(node, shared.model)},
+        },
     })
 }
 

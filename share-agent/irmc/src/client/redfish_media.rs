@@ -3,13 +3,21 @@
 //! `VirtualMedia` collection, or, when the system has none, its managers'
 //! (`Links.ManagedBy`) `VirtualMedia`. Requests: 4-5 GETs to discover, one per drive to
 //! read its state, one POST per insert or eject.
+//!
+//! Fujitsu's own path on the iRMC (S4 from 9.04, S5 from 1.25, S6; what its Ansible
+//! modules `irmc_setvm`/`irmc_connectvm` do) is an OEM one: the NFS/CIFS settings of the
+//! CD or HD image in `Systems/0/Oem/ts_fujitsu/VirtualMedia` (GET, PATCH with `If-Match`),
+//! then the `#FTSComputerSystem.VirtualMedia` action named in the system resource
+//! (`ConnectCD`, `DisconnectHD`, ...): 4 requests per attach, 2 per eject.
 
 use bytes::Bytes;
 use http::Method;
 
+use http::HeaderValue;
+
 use super::{IrmcClient, Req};
 use crate::error::IrmcError;
-use crate::wire::{self, VirtualDrive};
+use crate::wire::{self, MediaKind, MediaLocation, VirtualDrive};
 
 const JSON: &str = "application/json";
 
@@ -133,5 +141,118 @@ impl IrmcClient {
     /// The CD drive's state (inserted, image).
     pub async fn redfish_cd_status(&self) -> Result<VirtualDrive, IrmcError> {
         self.cd_drive("reading virtual cdrom status").await
+    }
+
+    /// Fujitsu's OEM path: points the CD or HD image at `loc` on NFS or CIFS and
+    /// connects it (a connected drive is disconnected first). A refusal naming a
+    /// licence is [`IrmcError::Licence`].
+    pub async fn fts_attach(&self, kind: MediaKind, loc: &MediaLocation) -> Result<(), IrmcError> {
+        let op = kind.insert_operation();
+        let section = wire::fts_section(kind).ok_or_else(|| IrmcError::Unsupported {
+            ctx: self.ctx(op),
+            reason: "Fujitsu's Redfish virtual media has no floppy image".into(),
+        })?;
+        let settings = self.redfish_get(op, wire::FTS_VM_PATH.into()).await?;
+        let (_, devices, etag) =
+            wire::parse_fts_vm(&settings, section).map_err(|e| self.wire_err(op, e))?;
+        let req = Req {
+            method: Method::PATCH,
+            path: wire::FTS_VM_PATH.into(),
+            content_type: Some(JSON),
+            body: Bytes::from(wire::fts_vm_body(section, loc, devices == 0)),
+            if_match: etag.and_then(|e| HeaderValue::from_str(&e).ok()),
+            idempotent: true,
+        };
+        let reply = self.send(op, req).await?;
+        self.fts_check(op, &reply, loc)?;
+        let (target, key, allowed) = self.fts_action(op).await?;
+        let name = if kind == MediaKind::Cd { "CD" } else { "HD" };
+        if allowed.iter().any(|a| *a == format!("Disconnect{name}")) {
+            self.fts_post(op, &target, &key, &format!("Disconnect{name}"), loc)
+                .await?;
+        }
+        self.fts_post(op, &target, &key, &format!("Connect{name}"), loc)
+            .await
+    }
+
+    /// Fujitsu's OEM path: disconnects the CD or HD image; `false` when it was not
+    /// connected (only the system resource is read).
+    pub async fn fts_eject(&self, kind: MediaKind) -> Result<bool, IrmcError> {
+        let op = kind.eject_operation();
+        let name = match kind {
+            MediaKind::Cd => "CD",
+            MediaKind::Hd => "HD",
+            MediaKind::Fd => return Ok(false),
+        };
+        let (target, key, allowed) = self.fts_action(op).await?;
+        let cmd = format!("Disconnect{name}");
+        if !allowed.contains(&cmd) {
+            return Ok(false);
+        }
+        self.fts_post(op, &target, &key, &cmd, &MediaLocation::default())
+            .await?;
+        Ok(true)
+    }
+
+    async fn fts_action(
+        &self,
+        op: &'static str,
+    ) -> Result<(String, String, Vec<String>), IrmcError> {
+        let sys = self.redfish_get(op, wire::REDFISH_SYSTEM.into()).await?;
+        wire::fts_vm_action(&sys)
+            .map_err(|e| self.wire_err(op, e))?
+            .ok_or_else(|| {
+                self.no_link(op, "#FTSComputerSystem.VirtualMedia action (firmware too old for Redfish virtual media)")
+            })
+    }
+
+    async fn fts_post(
+        &self,
+        op: &'static str,
+        target: &str,
+        key: &str,
+        cmd: &str,
+        loc: &MediaLocation,
+    ) -> Result<(), IrmcError> {
+        let req = Req {
+            method: Method::POST,
+            path: target.to_owned().into(),
+            content_type: Some(JSON),
+            body: Bytes::from(serde_json::json!({ key: cmd }).to_string()),
+            if_match: None,
+            idempotent: true,
+        };
+        let reply = self.send(op, req).await?;
+        self.fts_check(op, &reply, loc)
+    }
+
+    /// A 2xx passes; a Redfish error naming a licence is [`IrmcError::Licence`], other
+    /// errors keep their (scrubbed) message.
+    fn fts_check(
+        &self,
+        op: &'static str,
+        reply: &super::Reply,
+        loc: &MediaLocation,
+    ) -> Result<(), IrmcError> {
+        if (200..300).contains(&reply.status) {
+            return Ok(());
+        }
+        if let Some(msg) = wire::redfish_error_message(&reply.text()) {
+            let msg = crate::error::scrub_bmc_text(
+                &msg,
+                &[self.config().password.expose(), loc.password.expose()],
+            );
+            if msg.to_ascii_lowercase().contains("licen") {
+                return Err(IrmcError::Licence {
+                    ctx: self.ctx(op),
+                    detail: msg,
+                });
+            }
+            return Err(IrmcError::Unsupported {
+                ctx: self.ctx(op),
+                reason: format!("the BMC refused it (HTTP {}): {msg}", reply.status),
+            });
+        }
+        self.expect_success(op, reply, &[200, 202, 204])
     }
 }

@@ -35,7 +35,8 @@ pub use redfish::{
     SystemInfo, boot_override_body, parse_system, reset_body,
 };
 pub use redfish_media::{
-    VirtualDrive, insert_media_body, link, managed_by, members, parse_virtual_drive,
+    FTS_VM_PATH, VirtualDrive, fts_section, fts_vm_action, fts_vm_body, insert_media_body, link,
+    managed_by, members, parse_fts_vm, parse_virtual_drive, redfish_error_message,
 };
 pub use report::{Report, build_report, has_virtual_fd, parse_report};
 pub use scci::{

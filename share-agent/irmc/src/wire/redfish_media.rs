@@ -108,3 +108,100 @@ pub fn insert_media_body(image_url: &str) -> String {
     })
     .to_string()
 }
+
+/// Fujitsu's OEM virtual-media settings resource (the iRMC's; `irmc_setvm`).
+pub const FTS_VM_PATH: &str = "/redfish/v1/Systems/0/Oem/ts_fujitsu/VirtualMedia";
+
+/// The section of the OEM settings for a drive: `CDImage` or `HDImage`.
+pub fn fts_section(kind: super::MediaKind) -> Option<&'static str> {
+    match kind {
+        super::MediaKind::Cd => Some("CDImage"),
+        super::MediaKind::Hd => Some("HDImage"),
+        super::MediaKind::Fd => None,
+    }
+}
+
+/// What the OEM settings say about one drive: remote mount enabled, configured devices,
+/// and the resource's ETag (`@odata.etag`) for `If-Match`.
+pub fn parse_fts_vm(body: &str, section: &str) -> Result<(bool, u64, Option<String>), WireError> {
+    let v = json(body)?;
+    Ok((
+        v.get("RemoteMountEnabled")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
+        v.pointer(&format!("/{section}/MaximumNumberOfDevices"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0),
+        v.get("@odata.etag")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned),
+    ))
+}
+
+/// The PATCH body pointing a drive at `loc` (share type `NFS` or `SMB`), enabling
+/// remote mount, and setting one device when none is configured.
+pub fn fts_vm_body(section: &str, loc: &super::MediaLocation, set_devices: bool) -> String {
+    let mut img = serde_json::json!({
+        "Server": loc.server,
+        "ShareName": loc.share_name,
+        "ImageName": loc.image_name,
+        "ShareType": match loc.share_type {
+            super::ShareType::Nfs => "NFS",
+            super::ShareType::Cifs => "SMB",
+        },
+        "UserDomain": loc.domain,
+        "UserName": loc.user_name,
+        "Password": loc.password.expose(),
+    });
+    if set_devices {
+        img["MaximumNumberOfDevices"] = 1.into();
+    }
+    let mut body = serde_json::Map::new();
+    body.insert(section.to_owned(), img);
+    body.insert("RemoteMountEnabled".to_owned(), true.into());
+    serde_json::Value::Object(body).to_string()
+}
+
+/// The OEM connect action of a system resource: its target, the body key
+/// (`VirtualMediaAction` on S4, `FTSVirtualMediaAction` later: whichever lists its
+/// allowable values) and the values allowed now.
+pub fn fts_vm_action(system: &str) -> Result<Option<(String, String, Vec<String>)>, WireError> {
+    let v = json(system)?;
+    let Some(a) = v
+        .pointer("/Actions/Oem/#FTSComputerSystem.VirtualMedia")
+        .and_then(serde_json::Value::as_object)
+    else {
+        return Ok(None);
+    };
+    let Some(target) = a.get("target").and_then(serde_json::Value::as_str) else {
+        return Ok(None);
+    };
+    for key in ["VirtualMediaAction", "FTSVirtualMediaAction"] {
+        if let Some(vals) = a
+            .get(&format!("{key}@Redfish.AllowableValues"))
+            .and_then(serde_json::Value::as_array)
+        {
+            let allowed = vals
+                .iter()
+                .filter_map(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .collect();
+            return Ok(Some((target.to_owned(), key.to_owned(), allowed)));
+        }
+    }
+    Ok(None)
+}
+
+/// The message of a Redfish error reply (`error.message`, else the first
+/// `@Message.ExtendedInfo` message), if the body is one.
+pub fn redfish_error_message(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let e = v.get("error")?;
+    e.get("message")
+        .and_then(serde_json::Value::as_str)
+        .or_else(|| {
+            e.pointer("/@Message.ExtendedInfo/0/Message")
+                .and_then(serde_json::Value::as_str)
+        })
+        .map(str::to_owned)
+}

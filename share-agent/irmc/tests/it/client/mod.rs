@@ -365,6 +365,7 @@ async fn settings_read_back() {
 }
 
 mod busy;
+mod fts_media;
 mod sushy;
 /// Digest auth, retries and back-off, Redfish, power-state polling.
 mod transport;
