@@ -85,6 +85,8 @@ pub fn paths(counters: &serde_json::Value) -> (BTreeMap<String, usize>, BTreeMap
             "SCCI virtual floppy"
         } else if scci("ConnectRemoteHdImage") > 0 {
             "SCCI virtual hard disk"
+        } else if c["redfish_post"].as_u64().unwrap_or(0) > 0 {
+            "Redfish (Fujitsu OEM) virtual hard disk"
         } else {
             "none"
         };

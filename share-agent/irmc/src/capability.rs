@@ -157,8 +157,11 @@ pub fn has(feature: Feature, model: &str, firmware: &str) -> bool {
 pub enum MediaPath {
     /// SCCI virtual floppy (S4 <= 9.21, S5 <= 1.25).
     ScciFloppy,
-    /// SCCI virtual hard disk (no floppy).
+    /// SCCI virtual hard disk (no floppy, no usable Redfish).
     ScciHardDisk,
+    /// Fujitsu's Redfish virtual media, HD image (no floppy, Redfish usable); the CD
+    /// goes the same way.
+    RedfishHardDisk,
 }
 
 impl MediaPath {
@@ -167,6 +170,7 @@ impl MediaPath {
         match self {
             Self::ScciFloppy => "scci-floppy",
             Self::ScciHardDisk => "scci-hd",
+            Self::RedfishHardDisk => "redfish-hd",
         }
     }
 }
@@ -205,6 +209,8 @@ impl Capabilities {
     pub fn media_path(&self) -> MediaPath {
         if self.virtual_fd {
             MediaPath::ScciFloppy
+        } else if self.redfish {
+            MediaPath::RedfishHardDisk
         } else {
             MediaPath::ScciHardDisk
         }

@@ -255,4 +255,31 @@ impl IrmcClient {
         }
         self.expect_success(op, reply, &[200, 202, 204])
     }
+
+    /// Attaches `kind` over Fujitsu's Redfish virtual media when `redfish` (the
+    /// capability table says the firmware has it), else, or when the BMC has no such
+    /// resource (Redfish switched off: 404, or no OEM action), over SCCI. Floppies are
+    /// SCCI only. Returns whether Redfish was used.
+    pub async fn attach_on(
+        &self,
+        redfish: bool,
+        kind: MediaKind,
+        loc: &MediaLocation,
+    ) -> Result<bool, IrmcError> {
+        if redfish && kind != MediaKind::Fd {
+            match self.fts_attach(kind, loc).await {
+                Ok(()) => return Ok(true),
+                Err(
+                    IrmcError::Http {
+                        status: 404 | 405, ..
+                    }
+                    | IrmcError::Malformed { .. },
+                ) => {
+                    tracing::debug!(bmc = %self.config().address, "no Redfish virtual media; attaching over SCCI");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.attach(kind, loc).await.map(|()| false)
+    }
 }

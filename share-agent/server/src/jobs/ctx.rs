@@ -328,6 +328,7 @@ impl JobCtx {
             model: c.model.clone(),
             firmware: c.firmware.clone(),
             has_virtual_fd: c.virtual_fd,
+            redfish: c.redfish,
         };
         self.agent.set_caps(&key, caps.clone());
         self.fill_caps(&caps);

@@ -175,7 +175,7 @@ pub async fn prepare_instance(ctx: &mut JobCtx, p: &pb::PrepareInstance) -> Resu
         });
         ctx.bmc(
             MediaKind::Cd.insert_operation(),
-            client.attach(MediaKind::Cd, &location(&agent, &name)),
+            client.attach_on(caps.redfish, MediaKind::Cd, &location(&agent, &name)),
         )
         .await?;
         ctx.bmc(

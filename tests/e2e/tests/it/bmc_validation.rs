@@ -159,7 +159,7 @@ async fn a_current_s4_passes_and_names_its_media_path() -> anyhow::Result<()> {
     let (ok, reason) = bmc_row(&rows)?;
     anyhow::ensure!(ok, "{reason}");
     anyhow::ensure!(reason.contains("iRMC S4 9.62F"), "{reason}");
-    anyhow::ensure!(reason.contains("scci-hd"), "{reason}");
+    anyhow::ensure!(reason.contains("redfish-hd"), "{reason}");
     Ok(())
 }
 

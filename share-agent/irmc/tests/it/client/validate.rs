@@ -46,9 +46,24 @@ fn assert_names(text: &str, bmc: &str) {
 async fn current_s4_s5_s6_pass_and_name_their_media_path() {
     for (model, fw, path, redfish) in [
         (irmc_sim::Model::S4, "7.65F", MediaPath::ScciFloppy, false),
-        (irmc_sim::Model::S4, "9.62F", MediaPath::ScciHardDisk, true),
-        (irmc_sim::Model::S5, "1.60P", MediaPath::ScciHardDisk, true),
-        (irmc_sim::Model::S6, "2.50P", MediaPath::ScciHardDisk, true),
+        (
+            irmc_sim::Model::S4,
+            "9.62F",
+            MediaPath::RedfishHardDisk,
+            true,
+        ),
+        (
+            irmc_sim::Model::S5,
+            "1.60P",
+            MediaPath::RedfishHardDisk,
+            true,
+        ),
+        (
+            irmc_sim::Model::S6,
+            "2.50P",
+            MediaPath::RedfishHardDisk,
+            true,
+        ),
     ] {
         let sim = sim(SimBuilder::new().model(model).firmware(fw)).await;
         let (c, _) = client(&sim);
