@@ -83,10 +83,12 @@ pub fn paths(counters: &serde_json::Value) -> (BTreeMap<String, usize>, BTreeMap
         let scci = |op: &str| c["scci"][op].as_u64().unwrap_or(0);
         let m = if scci("ConnectRemoteFdImage") > 0 {
             "SCCI virtual floppy"
+        } else if c["redfish_post"].as_u64().unwrap_or(0) > 0 {
+            // The OEM connect action (the deploy's power actions are SCCI). The ejects
+            // are SCCI on every path, so an SCCI HD disconnect says nothing here.
+            "Redfish (Fujitsu OEM) virtual hard disk"
         } else if scci("ConnectRemoteHdImage") > 0 {
             "SCCI virtual hard disk"
-        } else if c["redfish_post"].as_u64().unwrap_or(0) > 0 {
-            "Redfish (Fujitsu OEM) virtual hard disk"
         } else {
             "none"
         };
