@@ -9,7 +9,8 @@
 //!   balance (max share load over the mean); movement when one agent is killed.
 //! - `memory`: a coordinator alone, RSS before and after enrolling many nodes through the
 //!   API, and the API's latency while doing it.
-//! - `realistic`: injected BMC latency, a long ramdisk boot, a download limit and a
+//! - `realistic`: injected BMC latency, a busy window after every power action and media
+//!   connect (`--busy-ms`), a long ramdisk boot, a download limit and a
 //!   capacity per share; the makespan against a lower bound computed from the same
 //!   parameters and the latencies this run drew (see [`drawn_lower_bound`]: the best any
 //!   schedule could do with those draws), beside two coarser bounds: one true for any
@@ -80,6 +81,10 @@ pub struct BenchArgs {
     pub latency_min_ms: u64,
     #[arg(long, default_value_t = 2000)]
     pub latency_max_ms: u64,
+    /// Busy window of each simulated iRMC after a power action or media connect in the
+    /// realistic run, milliseconds (commands inside it get SCCI status 5; 0 = off)
+    #[arg(long, default_value_t = 1000)]
+    pub busy_ms: u64,
     /// Image download rate per node in the realistic run, bytes per second
     #[arg(long, default_value_t = 8 << 20)]
     pub bandwidth: u64,
@@ -453,6 +458,8 @@ async fn realistic(args: &BenchArgs, dir: PathBuf) -> Result<serde_json::Value> 
         format!("{}ms", (args.realistic_boot_s * 1000.0) as u64),
         "--download-limit".into(),
         args.bandwidth.to_string(),
+        "--busy-ms".into(),
+        args.busy_ms.to_string(),
         "--seed".into(),
         "7".into(),
     ];

@@ -47,6 +47,11 @@ pub struct DemoArgs {
     /// Extra coordinator arguments, e.g. --coordinator-arg=--sync-power-state-interval=10s
     #[arg(long = "coordinator-arg", allow_hyphen_values = true)]
     pub coordinator_args: Vec<String>,
+    /// A fleet of mixed iRMC generations and firmware (S4 old and new, S5, S6), some
+    /// without IPMI, some without Redfish, some busy; prints which media path and which
+    /// boot-device path the nodes took
+    #[arg(long)]
+    pub mixed_generations: bool,
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -98,6 +103,9 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         .extend(["--boot-delay".to_string(), "200ms".to_string()]);
     // The browser dashboard, on a loopback port.
     spec.dashboard = true;
+    if args.mixed_generations {
+        crate::demo_mixed::apply(&mut spec);
+    }
 
     let say = |msg: &str| {
         if !args.json {
@@ -110,6 +118,17 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         args.nodes,
         work_dir.display()
     ));
+    if args.mixed_generations {
+        let per = spec.nodes_per_sim;
+        for (k, p) in crate::demo_mixed::PROFILES.iter().enumerate() {
+            say(&format!(
+                "  simulators {}, {}, ... ({per} nodes each): {}",
+                k + 1,
+                k + 1 + crate::demo_mixed::PROFILES.len(),
+                p.label
+            ));
+        }
+    }
     check_capacity(&spec)?;
     // Every child dies with the fleet: on SIGINT, SIGTERM or SIGHUP the fleet is shut down
     // as after a normal run (a start cut short drops its children, which kills them).
@@ -267,6 +286,8 @@ struct Report {
     share: BTreeMap<String, fleet::files::ShareUsage>,
     bmc_requests: Option<u64>,
     killed_agent: Option<String>,
+    /// Nodes per media path and per boot-device path (`--mixed-generations`).
+    paths: Option<(BTreeMap<String, usize>, BTreeMap<String, usize>)>,
 }
 
 impl Report {
@@ -283,6 +304,8 @@ impl Report {
             "wall_s": round3(self.wall_s),
             "deploy_s": round3(self.deploy_s),
             "killed_agent": self.killed_agent,
+            "media_paths": self.paths.as_ref().map(|p| &p.0),
+            "boot_device_paths": self.paths.as_ref().map(|p| &p.1),
             "per_node": {
                 "cpu_ms_coordinator": round3(self.cpu.coordinator * 1000.0 / n),
                 "cpu_ms_agents": round3(self.cpu.agents * 1000.0 / n),
@@ -308,6 +331,16 @@ impl Report {
         }
         if let Some(k) = &self.killed_agent {
             println!("killed agent   {k:>8} (its nodes were re-placed)");
+        }
+        if let Some((media, boot)) = &self.paths {
+            println!("media path (parameter image):");
+            for (p, c) in media {
+                println!("  {c:>5} x {p}");
+            }
+            println!("boot-device path:");
+            for (p, c) in boot {
+                println!("  {c:>5} x {p}");
+            }
         }
         println!(
             "wall time      {:>8.1} s (deploy {:.1} s)",
@@ -405,11 +438,17 @@ async fn drive(fleet: &mut Fleet, args: &DemoArgs) -> Result<Report> {
     for n in nodes.iter().filter(|n| n.provision_state == "active") {
         *per_share.entry(n.share.clone()).or_insert(0) += 1;
     }
-    let bmc_requests = fleet.sim_counters().await.ok().and_then(|v| {
+    let counters = fleet.sim_counters().await.ok();
+    let bmc_requests = counters.as_ref().and_then(|v| {
         v.get("total")
             .and_then(|t| t.get("total"))
             .and_then(|t| t.as_u64())
     });
+    let paths = if args.mixed_generations {
+        counters.as_ref().map(crate::demo_mixed::paths)
+    } else {
+        None
+    };
     Ok(Report {
         nodes: nodes.len(),
         active: nodes
@@ -428,6 +467,7 @@ async fn drive(fleet: &mut Fleet, args: &DemoArgs) -> Result<Report> {
         share: fleet.share_usage(),
         bmc_requests,
         killed_agent,
+        paths,
     })
 }
 

@@ -21,6 +21,7 @@ mod bmc;
 mod certs;
 mod client;
 mod demo;
+mod demo_mixed;
 mod media;
 mod media_configdrive;
 mod node;

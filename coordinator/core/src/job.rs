@@ -233,6 +233,8 @@ pub struct JobOutputs {
     pub bmc_model: Option<String>,
     pub bmc_firmware: Option<String>,
     pub bmc_has_virtual_fd: Option<bool>,
+    /// The BMC validation's one line (read BMC info): generation, firmware, media path.
+    pub bmc_check: Option<String>,
 }
 
 /// How to reach the node's BMC (from driver_info, defaults applied).

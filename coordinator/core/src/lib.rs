@@ -56,7 +56,7 @@ pub use job::{
     TlsVerify, bmc_target, merge_capabilities, merge_inventory,
 };
 pub use machine::{Action, Event, JobIdKey, MachineConfig, Transition, resume_job, step};
-pub use node::{DeployStep, JobIntent, JobKind, Node, NodeId, NodeSpec, NodeStatus};
+pub use node::{BmcCheck, DeployStep, JobIntent, JobKind, Node, NodeId, NodeSpec, NodeStatus};
 pub use placement::{
     AgentView, CandidateView, Cidr, Loads, Placement, PlacementConfig, PlacementNode, Rebalance,
     RebalanceMode, place, place_with, rebalance,

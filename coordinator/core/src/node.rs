@@ -142,6 +142,17 @@ pub struct JobIntent {
     pub attempt: u32,
 }
 
+/// The result of the last BMC validation, stored on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BmcCheck {
+    /// The node passed (S4 or later, firmware capabilities known, licence present).
+    pub ok: bool,
+    /// One line: what the BMC is and which paths it takes, or why it cannot deploy.
+    pub summary: String,
+    /// When it was checked, ms since the epoch.
+    pub at_ms: i64,
+}
+
 /// Observed/derived state, written only through [`crate::step`] (plus the store's
 /// version counter).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,6 +196,11 @@ pub struct NodeStatus {
     /// Counts jobs ever issued for this node; feeds deterministic job ids.
     #[serde(default)]
     pub job_seq: u64,
+    /// The last BMC validation (the `manage` verb's verifying step): generation,
+    /// firmware, licence and the media path, or the one line saying why the node cannot
+    /// deploy. Shown by `vmedia node validate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bmc_check: Option<BmcCheck>,
     pub provision_updated_at_ms: i64,
     pub updated_at_ms: i64,
     pub created_at_ms: i64,
@@ -209,6 +225,7 @@ impl NodeStatus {
             deadline_ms: None,
             resume_state: None,
             job_seq: 0,
+            bmc_check: None,
             provision_updated_at_ms: now_ms,
             updated_at_ms: now_ms,
             created_at_ms: now_ms,

@@ -484,6 +484,7 @@ pub fn job_result(u: &pb::JobUpdate) -> JobResult {
                 properties: out.properties.into_iter().collect(),
                 macs: out.macs,
             }),
+            bmc_check: opt(&out.bmc_check),
         },
     }
 }

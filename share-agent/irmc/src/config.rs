@@ -201,6 +201,41 @@ impl Default for PollPolicy {
     }
 }
 
+/// How long a busy BMC is waited for. An iRMC answers a command that arrives while it
+/// is still carrying out an earlier one (a power action, a media connect) with SCCI
+/// status 5 ("Input/Output error"; the reference client slept 3 s after every power
+/// command to avoid it). Such a command was refused, not performed, so it is sent again
+/// after a growing pause (`first`, doubling, capped at `max_delay`) until it succeeds or
+/// `budget` is spent: no fixed sleep, and a bounded total.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BusyPolicy {
+    /// Pause before the first resend.
+    pub first: Duration,
+    /// Upper bound for one pause.
+    pub max_delay: Duration,
+    /// Total time spent waiting for one command; after it the command fails.
+    pub budget: Duration,
+}
+
+impl Default for BusyPolicy {
+    fn default() -> Self {
+        Self {
+            first: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+            budget: Duration::from_secs(30),
+        }
+    }
+}
+
+impl BusyPolicy {
+    /// The pause before resend number `retry` (1-based), without jitter: a busy window
+    /// is a property of the BMC, not a collision among clients.
+    pub fn delay(&self, retry: u32) -> Duration {
+        let shift = retry.saturating_sub(1).min(16);
+        self.first.saturating_mul(1u32 << shift).min(self.max_delay)
+    }
+}
+
 /// Everything needed to talk to one iRMC. Field docs name the Ironic
 /// `driver_info` key each one comes from.
 #[derive(Clone, Debug)]
@@ -230,6 +265,8 @@ pub struct BmcConfig {
     pub retry: RetryPolicy,
     /// Polling cadence for [`crate::IrmcClient::wait_power_state`].
     pub poll: PollPolicy,
+    /// Waiting out a busy BMC (SCCI status 5).
+    pub busy: BusyPolicy,
     /// `irmc_transport`: how power state and the boot device are done.
     pub transport: Transport,
     /// IPMI-over-LAN port, cipher suite and retransmission.
@@ -255,6 +292,7 @@ impl BmcConfig {
             node: None,
             retry: RetryPolicy::default(),
             poll: PollPolicy::default(),
+            busy: BusyPolicy::default(),
             transport: Transport::Auto,
             ipmi: IpmiSettings::default(),
         }

@@ -131,7 +131,7 @@ pub enum IrmcError {
     },
     /// `/report.xml` has no `System/ManagementControllers/iRMC` section.
     #[error(
-        "iRMC {ctx}. Reason: report.xml has no System/ManagementControllers/iRMC section (not an iRMC, or firmware too old)"
+        "iRMC {ctx}. Reason: report.xml has no System/ManagementControllers/iRMC section, and neither Root@OS/Root@Version nor Summary/Created/OS names an iRMC generation and firmware (not an iRMC, or firmware too old)"
     )]
     NoManagementController {
         /// Context.
@@ -164,6 +164,41 @@ pub enum IrmcError {
         /// Which step refused it.
         detail: String,
     },
+    /// The BMC kept answering "busy" (SCCI status 5, Input/Output error) until the busy
+    /// budget ([`crate::BusyPolicy`]) was spent.
+    #[error(
+        "iRMC {ctx}. Reason: the BMC stayed busy for {}s ({attempts} attempts, last SCCI status {value}: {message})",
+        waited.as_secs()
+    )]
+    Busy {
+        /// Context.
+        ctx: Ctx,
+        /// The last `<Value>`.
+        value: i64,
+        /// The last `<Message>`/`<Error>` text (scrubbed).
+        message: String,
+        /// Commands sent, the first included.
+        attempts: u32,
+        /// Time spent waiting.
+        waited: Duration,
+    },
+    /// The BMC refused virtual media for licence reasons (no licence key installed, or
+    /// a connect refused with a licence text).
+    #[error("iRMC {ctx}. Reason: virtual media needs a valid iRMC licence: {detail}")]
+    Licence {
+        /// Context.
+        ctx: Ctx,
+        /// What the BMC said, or what was found missing.
+        detail: String,
+    },
+    /// The BMC's generation or firmware cannot do what was asked (see `capability`).
+    #[error("iRMC {ctx}. Reason: {reason}")]
+    Unsupported {
+        /// Context.
+        ctx: Ctx,
+        /// Which generation/firmware and what it lacks.
+        reason: String,
+    },
     /// The BMC did not reach the wanted state within the limit.
     #[error("iRMC {ctx}. Reason: power state still {last} after {}s (wanted {want})", limit.as_secs_f64())]
     PollTimeout {
@@ -186,6 +221,7 @@ impl IrmcError {
         match self {
             Self::Connect { .. } | Self::Timeout { .. } | Self::Transport { .. } => true,
             Self::Ipmi { transient, .. } => *transient,
+            Self::Busy { .. } => true,
             Self::Http { status, .. } => (500..600).contains(status),
             _ => false,
         }
@@ -207,6 +243,9 @@ impl IrmcError {
             | Self::NoManagementController { ctx }
             | Self::Ipmi { ctx, .. }
             | Self::IpmiAuth { ctx, .. }
+            | Self::Busy { ctx, .. }
+            | Self::Licence { ctx, .. }
+            | Self::Unsupported { ctx, .. }
             | Self::PollTimeout { ctx, .. } => Some(ctx),
         }
     }

@@ -13,6 +13,12 @@
 //! - [`ipmi`]: IPMI 2.0 over LAN: `ipmi/wire.rs` holds every packet format and the
 //!   RMCP+ cryptography (golden tests on ipmitool captures in `tests/it/ipmi.rs`),
 //!   `ipmi/session.rs` the UDP conversation ([`IpmiClient`]).
+//! - [`capability`]: the one capability table (generation and firmware thresholds as
+//!   data: virtual floppy, Redfish, IPMI by default), the report's generation and
+//!   firmware with the `Root@OS`/`Summary/Created/OS` fallback, the S4-or-later check.
+//! - `client/checks.rs`: [`IrmcClient::validate`] (generation, licence key, the check
+//!   `manage` runs); `client/redfish_media.rs`: Redfish virtual media (DMTF
+//!   `InsertMedia`/`EjectMedia`, drives found by following links from `/redfish/v1`).
 //! - `digest`: RFC 7616 Digest authentication (MD5, SHA-256, `qop=auth`).
 //! - `error`: [`IrmcError`], the crate's one error type.
 //!
@@ -39,6 +45,9 @@
 //!   sequences made only of ConfigSpace, Connect*Image, PowerOn/PowerOff
 //!   commands. A power cycle, reset, NMI, graceful shutdown or Redfish reset
 //!   is never resent after it may have reached the BMC.
+//! - SCCI status 5 ("Input/Output error": the iRMC is still busy with an earlier power
+//!   action or media connect): every command, after a growing pause, until the
+//!   [`BusyPolicy`] budget (30 s) is spent; then [`IrmcError::Busy`].
 //! - never: TLS handshake failures (an untrusted certificate stays
 //!   untrusted), 401 (after authenticating), other 4xx, 3xx, SCCI error
 //!   values, malformed replies.
@@ -78,6 +87,7 @@
 //! 1A5x/1A6x and must be confirmed on real hardware. `irmc-sim` follows this
 //! table.
 
+pub mod capability;
 mod client;
 mod config;
 mod digest;
@@ -85,10 +95,11 @@ mod error;
 pub mod ipmi;
 pub mod wire;
 
-pub use client::IrmcClient;
+pub use capability::{Capabilities, MediaPath};
+pub use client::{IrmcClient, SCCI_BUSY};
 pub use config::{
-    AuthMethod, BmcConfig, DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Scheme, Secret, TlsVerify,
-    Transport,
+    AuthMethod, BmcConfig, BusyPolicy, DEFAULT_TIMEOUT, PollPolicy, RetryPolicy, Scheme, Secret,
+    TlsVerify, Transport,
 };
 pub use error::{Ctx, IrmcError, scrub_bmc_text};
 pub use ipmi::{IpmiClient, IpmiSettings};

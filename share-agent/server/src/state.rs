@@ -49,6 +49,8 @@ pub struct BmcCaps {
     pub firmware: String,
     /// Virtual floppy available (else the parameter image goes on a remote HD).
     pub has_virtual_fd: bool,
+    /// Fujitsu's Redfish virtual media usable (the capability table): attach that way.
+    pub redfish: bool,
 }
 
 /// Shared state of one agent process.

@@ -425,8 +425,23 @@ impl Bmc {
             r.extend_from_slice(&console_sid);
             return Some(frame(0x13, 0, 0, &r));
         }
-        let mut rc = [0u8; 16];
-        rand::fill(&mut rc);
+        // A retransmitted RAKP 1 (same console random number, because the reply to the
+        // first was late or lost) gets the same challenge: a fresh one would leave the
+        // console answering the first RAKP 2 with a RAKP 3 this session no longer
+        // accepts (status 0x0f), as seen under load in a 200-node fleet.
+        let rc = match &s.stage {
+            Stage::Challenged {
+                rm: prev_rm,
+                rc: prev_rc,
+                role: prev_role,
+                user: prev_user,
+            } if *prev_rm == rm && *prev_role == role && prev_user.as_slice() == user => *prev_rc,
+            _ => {
+                let mut rc = [0u8; 16];
+                rand::fill(&mut rc);
+                rc
+            }
+        };
         let code = s.suite.mac(
             &password,
             &[

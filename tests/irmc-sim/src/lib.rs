@@ -52,6 +52,7 @@ pub mod fault;
 pub mod ipmi;
 pub mod node;
 pub mod ramdisk;
+pub mod redfish_oem;
 pub mod report;
 pub mod scci;
 mod server;
@@ -290,6 +291,9 @@ pub struct SimBuilder {
     pub(crate) hook: Arc<dyn BootHook>,
     pub(crate) control: Option<SocketAddr>,
     pub(crate) restore: Vec<(usize, NodeState)>,
+    pub(crate) busy: std::time::Duration,
+    pub(crate) licensed: bool,
+    pub(crate) redfish: bool,
 }
 
 impl Default for SimBuilder {
@@ -312,6 +316,9 @@ impl Default for SimBuilder {
             hook: Arc::new(NoBoot),
             control: None,
             restore: Vec::new(),
+            busy: std::time::Duration::ZERO,
+            licensed: true,
+            redfish: true,
         }
     }
 }
@@ -434,6 +441,27 @@ impl SimBuilder {
     /// (never saved) are empty until written again. Indices beyond the count are ignored.
     pub fn restore(mut self, states: Vec<(usize, NodeState)>) -> Self {
         self.restore = states;
+        self
+    }
+    /// Busy window after every power action and media connect: commands of those
+    /// kinds inside it are refused with SCCI status 5 (Input/Output error), as a real
+    /// iRMC refuses commands sent in a tight sequence. Zero (the default) turns it off;
+    /// [`NodeState::busy_ms`] overrides it per node.
+    pub fn busy(mut self, window: std::time::Duration) -> Self {
+        self.busy = window;
+        self
+    }
+    /// Whether the iRMCs have a licence key installed (default: yes). Without one the
+    /// key item (ConfigSpace 1980) reads empty and remote image connects are refused;
+    /// [`NodeState::licensed`] overrides it per node.
+    pub fn licensed(mut self, licensed: bool) -> Self {
+        self.licensed = licensed;
+        self
+    }
+    /// Whether Redfish is served (default: yes). Without it every Redfish path is 404,
+    /// as on controllers whose Redfish is disabled; [`NodeState::redfish`] overrides it.
+    pub fn redfish(mut self, on: bool) -> Self {
+        self.redfish = on;
         self
     }
     /// The firmware string in effect.

@@ -75,6 +75,19 @@ struct Args {
     /// Serve this file as /report.xml on every node.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Busy window in ms after every power action and media connect: power and
+    /// connect commands inside it get SCCI status 5 (Input/Output error), as a real
+    /// iRMC answers commands sent in a tight sequence. 0 (default) turns it off.
+    #[arg(long, default_value_t = 0)]
+    busy_ms: u64,
+    /// No licence key installed: ConfigSpace 1980 reads empty and remote image
+    /// connects are refused with a licence message.
+    #[arg(long)]
+    no_licence: bool,
+    /// Serve no Redfish (every /redfish path answers 404), as a controller whose
+    /// Redfish is disabled or too old to use.
+    #[arg(long)]
+    no_redfish: bool,
     /// Write the CA certificate (PEM) that signs every node's certificate here.
     #[arg(long)]
     cert_out: Option<PathBuf>,
@@ -217,6 +230,9 @@ async fn run(args: Args) -> Result<()> {
         .credentials(args.username.clone(), password)
         .auth(args.auth)
         .model(args.model)
+        .busy(std::time::Duration::from_millis(args.busy_ms))
+        .licensed(!args.no_licence)
+        .redfish(!args.no_redfish)
         .seed(args.seed);
     if let Some(fw) = &args.firmware {
         b = b.firmware(fw.clone());

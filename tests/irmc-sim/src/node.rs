@@ -320,6 +320,8 @@ pub struct RequestCounters {
     pub ipmi_dropped: u64,
     /// IPMI sessions refused in RAKP (unknown user, wrong password, bad role).
     pub ipmi_unauthorized: u64,
+    /// SCCI commands refused as busy (status 5) inside a busy window.
+    pub busy_refused: u64,
     /// Every HTTP request this node's listener answered (or hung on).
     pub total: u64,
     /// Latency injected into this node's replies, summed, in milliseconds. Draws depend
@@ -370,6 +372,20 @@ pub struct NodeState {
     #[serde(skip)]
     pub external_ramdisk_params: Option<BTreeMap<String, String>>,
     pub counters: RequestCounters,
+    /// This node's busy window after power actions and media connects, in ms
+    /// (overrides the fleet's `--busy-ms`; 0 turns it off for this node).
+    pub busy_ms: Option<u64>,
+    /// This node has a licence key installed (overrides the fleet's `--no-licence`).
+    pub licensed: Option<bool>,
+    /// This node serves Redfish (overrides the fleet's `--no-redfish`).
+    pub redfish: Option<bool>,
+    /// This node's own `/report.xml` document (another generation or firmware than the
+    /// fleet's, or a report without the iRMC section); `None` serves the fleet's.
+    #[serde(skip)]
+    pub report: Option<String>,
+    /// Until when power actions and media connects are refused as busy.
+    #[serde(skip)]
+    pub busy_until: Option<std::time::Instant>,
 }
 
 impl NodeState {

@@ -316,7 +316,13 @@ pub mod values {
     /// Invalid data for the command.
     pub const INVALID_DATA: u32 = 2;
     /// Remote media operation impossible in the current configuration.
-    pub const MEDIA: u32 = 5;
+    pub const MEDIA: u32 = 4;
+    /// The iRMC is still busy with an earlier power action or media connect: error 5,
+    /// "Input/Output error", as python-scciclient names the status a real iRMC returns
+    /// to POWER_ON/POWER_OFF/POWER_RESET sent in a tight sequence.
+    pub const BUSY: u32 = 5;
+    /// Remote storage refused: no licence key installed.
+    pub const LICENCE: u32 = 6;
     /// Injected error.
     pub const INJECTED: u32 = 99;
 }
@@ -334,11 +340,15 @@ impl ScciFailure {
     }
 }
 
-/// A successful reply that also carries a value (ConfigSpace GET).
-fn ok_with_data(value: &str) -> String {
+/// A successful reply that also carries a value (ConfigSpace GET): the command comes
+/// back as a `CMD` child naming its `OE`, with its `DATA` and `STATUS`, which is where
+/// Fujitsu's own tools (the Ansible modules' SCCI reader) look for a read value.
+fn ok_with_data(c: &Command, value: &str) -> String {
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Status><Value>0</Value><Severity>Information</Severity><Message>No Error</Message><DATA Type=\"xsd::string\">{}</DATA></Status>",
-        escape(value)
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Status><Value>0</Value><Severity>Information</Severity><Message>No Error</Message><CMD Context=\"SCCI\" OC=\"{oc}\" OE=\"{oe}\" OI=\"0\" Type=\"GET\"><DATA Type=\"xsd::string\">{v}</DATA><STATUS>0</STATUS></CMD></Status>",
+        oc = escape(&c.oc),
+        oe = escape(&c.oe.trim().to_ascii_uppercase()),
+        v = escape(value)
     )
 }
 
@@ -382,12 +392,51 @@ pub fn media_item(oe: u16) -> Option<(MediaKind, MediaField)> {
 /// ConfigSpace item: remote media enabled.
 pub const OE_REMOTE_MEDIA_ENABLED: u16 = 0x1A80;
 
+/// ConfigSpace item: the iRMC licence key (`ConfBMCLicenseKey`, as Fujitsu's
+/// `irmc_license` Ansible module reads and writes it). Empty when no licence is installed.
+pub const OE_LICENCE_KEY: u16 = 0x1980;
+
+/// The licence key a licensed simulated iRMC reports (its shape only: five groups).
+pub const SIM_LICENCE_KEY: &str = "SIMUL-ATEDI-RMCAD-VANCE-DPACK";
+
 /// Static per-simulator facts command execution needs.
 #[derive(Clone, Copy, Debug)]
 pub struct ExecEnv {
     pub model: Model,
     /// Firmware has a virtual floppy (S4 <= 9.21F, S5 <= 1.25P).
     pub has_virtual_fd: bool,
+    /// Fleet-wide busy window after a power action or a media connect (zero: none);
+    /// [`crate::NodeState::busy_ms`] overrides it per node.
+    pub busy: std::time::Duration,
+    /// Fleet-wide: a licence key is installed; [`crate::NodeState::licensed`] overrides it.
+    pub licensed: bool,
+    /// Fleet-wide: Redfish is served; [`crate::NodeState::redfish`] overrides it.
+    pub redfish: bool,
+}
+
+impl ExecEnv {
+    fn busy_window(&self, s: &crate::NodeState) -> std::time::Duration {
+        s.busy_ms
+            .map(std::time::Duration::from_millis)
+            .unwrap_or(self.busy)
+    }
+}
+
+impl Op {
+    /// Commands a real iRMC refuses while it is busy, and that make it busy: power
+    /// actions and remote image connects.
+    fn uses_busy_window(self) -> bool {
+        matches!(
+            self,
+            Op::PowerOn
+                | Op::PowerOff
+                | Op::PowerCycle
+                | Op::ResetServer
+                | Op::SoftOff
+                | Op::SoftReset
+                | Op::Connect(_)
+        )
+    }
 }
 
 /// Execute a command sequence on a node; returns the reply body. Counters are bumped
@@ -396,7 +445,7 @@ pub fn execute(node: &NodeHandle, env: ExecEnv, cmds: &[Command]) -> String {
     let mut reply = None;
     for c in cmds {
         match execute_one(node, env, c) {
-            Ok(Some(data)) => reply = Some(ok_with_data(&data)),
+            Ok(Some(data)) => reply = Some(ok_with_data(c, &data)),
             Ok(None) => {}
             Err(f) => {
                 tracing::info!(node = node.index(), bmc = %node.address(), oc = %f.oc, oe = %f.oe, value = f.value, error = %f.text, "SCCI command failed");
@@ -432,12 +481,46 @@ fn execute_one(
     };
     node.update(|s| *s.counters.scci.entry(op.name().to_string()).or_default() += 1);
     let data = c.data.as_deref().unwrap_or("");
+    if op.uses_busy_window() {
+        let now = std::time::Instant::now();
+        let busy = node.update(|s| {
+            let busy = s.busy_until.is_some_and(|t| t > now);
+            if busy {
+                s.counters.busy_refused += 1;
+            }
+            busy
+        });
+        if busy {
+            return Err(fail(values::BUSY, "Input/Output error"));
+        }
+        let r = execute_op(node, env, c, op, data, fail);
+        if r.is_ok() {
+            node.update(|s| {
+                let window = env.busy_window(s);
+                if !window.is_zero() {
+                    s.busy_until = Some(std::time::Instant::now() + window);
+                }
+            });
+        }
+        return r;
+    }
+    execute_op(node, env, c, op, data, fail)
+}
+
+fn execute_op(
+    node: &NodeHandle,
+    env: ExecEnv,
+    c: &Command,
+    op: Op,
+    data: &str,
+    fail: impl Fn(u32, &str) -> ScciFailure,
+) -> Result<Option<String>, ScciFailure> {
     match op {
         Op::ConfigGet | Op::ConfigSet => {
             let oe = u16::from_str_radix(c.oe.trim(), 16)
                 .map_err(|_| fail(values::INVALID_COMMAND, "Invalid OE"))?;
             if op == Op::ConfigGet {
-                return Ok(Some(config_get(node, oe)));
+                return Ok(Some(config_get(node, env, oe)));
             }
             config_set(node, env, oe, c.data.as_deref())
                 .map_err(|t| fail(values::INVALID_DATA, t))?;
@@ -498,6 +581,12 @@ fn execute_one(
                 }
             };
             node.update(|s| {
+                if want && !s.licensed.unwrap_or(env.licensed) {
+                    return Err(fail(
+                        values::LICENCE,
+                        "Remote storage is not available: no valid iRMC license key installed",
+                    ));
+                }
                 if want && !s.remote_media_enabled {
                     return Err(fail(values::MEDIA, "Remote media is disabled"));
                 }
@@ -517,8 +606,12 @@ fn execute_one(
     }
 }
 
-fn config_get(node: &NodeHandle, oe: u16) -> String {
+fn config_get(node: &NodeHandle, env: ExecEnv, oe: u16) -> String {
     node.update(|s| {
+        if oe == OE_LICENCE_KEY {
+            let licensed = s.licensed.unwrap_or(env.licensed);
+            return if licensed { SIM_LICENCE_KEY } else { "" }.to_string();
+        }
         if oe == OE_REMOTE_MEDIA_ENABLED {
             return if s.remote_media_enabled { "1" } else { "0" }.to_string();
         }

@@ -165,6 +165,9 @@ impl Sim {
         let env = ExecEnv {
             model,
             has_virtual_fd: report::has_virtual_fd(model, &firmware),
+            busy: b.busy,
+            licensed: b.licensed,
+            redfish: b.redfish,
         };
         let tls = match b.https_port {
             Some(_) => Some(TlsMaterial::generate()?),
@@ -401,6 +404,7 @@ pub(crate) fn total_counters(nodes: &[NodeHandle]) -> RequestCounters {
         }
         t.config_posts += c.config_posts;
         t.report += c.report;
+        t.busy_refused += c.busy_refused;
         t.settings += c.settings;
         t.redfish_get += c.redfish_get;
         t.redfish_patch += c.redfish_patch;
@@ -554,6 +558,8 @@ pub(crate) enum Route {
     Systems,
     System,
     Reset,
+    OemVirtualMedia,
+    OemVirtualMediaAction,
     ElcmStatus,
     Config,
     Report,
@@ -579,6 +585,8 @@ impl Route {
             "/redfish/v1/Systems" => Route::Systems,
             "/redfish/v1/Systems/0" => Route::System,
             "/redfish/v1/Systems/0/Actions/ComputerSystem.Reset" => Route::Reset,
+            crate::redfish_oem::VM_PATH => Route::OemVirtualMedia,
+            crate::redfish_oem::VM_ACTION => Route::OemVirtualMediaAction,
             "/rest/v1/Oem/eLCM/eLCMStatus" => Route::ElcmStatus,
             "/config" => Route::Config,
             "/report.xml" => Route::Report,
@@ -588,8 +596,8 @@ impl Route {
     }
     fn allowed(self) -> &'static [Method] {
         match self {
-            Route::System => &[Method::GET, Method::PATCH],
-            Route::Reset | Route::Config => &[Method::POST],
+            Route::System | Route::OemVirtualMedia => &[Method::GET, Method::PATCH],
+            Route::Reset | Route::Config | Route::OemVirtualMediaAction => &[Method::POST],
             _ => &[Method::GET],
         }
     }
@@ -602,6 +610,8 @@ impl Route {
                 | Route::Reset
                 | Route::EthernetInterfaces
                 | Route::EthernetInterface(_)
+                | Route::OemVirtualMedia
+                | Route::OemVirtualMediaAction
         )
     }
     fn is_xml(self) -> bool {
@@ -643,7 +653,11 @@ async fn route(
 ) -> (Resp, bool) {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let Some(route) = Route::find(&path) else {
+    // A controller whose Redfish is off (or whose firmware has none usable) answers
+    // every Redfish path 404, as for any unknown path.
+    let route = Route::find(&path)
+        .filter(|r| !r.is_redfish() || node.update(|s| s.redfish.unwrap_or(shared.env.redfish)));
+    let Some(route) = route else {
         node.update(|s| s.counters.not_found += 1);
         tracing::debug!(node = node.index(), %method, %path, "unknown path");
         return (plain(StatusCode::NOT_FOUND, "404 Not Found"), false);
@@ -705,10 +719,14 @@ async fn route(
     let resp = match route {
         Route::Config => config(shared, node, &body),
         Route::Report => {
-            node.update(|s| s.counters.report += 1);
-            let doc = match &shared.report {
-                Some(r) => r.to_string(),
-                None => {
+            let own = node.update(|s| {
+                s.counters.report += 1;
+                s.report.clone()
+            });
+            let doc = match (own, &shared.report) {
+                (Some(r), _) => r,
+                (None, Some(r)) => r.to_string(),
+                (None, None) => {
                     report::generate(shared.model, &shared.firmware, node.address(), node.index())
                 }
             };
@@ -765,6 +783,30 @@ async fn route(
         Route::Reset => {
             node.update(|s| s.counters.redfish_post += 1);
             reset(node, &body)
+        }
+        Route::OemVirtualMedia if method == Method::GET => {
+            node.update(|s| s.counters.redfish_get += 1);
+            json_resp(StatusCode::OK, &crate::redfish_oem::vm_json(node))
+        }
+        Route::OemVirtualMedia => {
+            node.update(|s| s.counters.redfish_patch += 1);
+            match crate::redfish_oem::patch(node, &body) {
+                Ok(v) => json_resp(StatusCode::OK, &v),
+                Err((_, msg)) => redfish_error(
+                    StatusCode::BAD_REQUEST,
+                    "Base.1.0.PropertyValueFormatError",
+                    &msg,
+                ),
+            }
+        }
+        Route::OemVirtualMediaAction => {
+            node.update(|s| s.counters.redfish_post += 1);
+            match crate::redfish_oem::action(node, shared.model, shared.env.licensed, &body) {
+                Ok(()) => plain(StatusCode::NO_CONTENT, ""),
+                Err((_, msg)) => {
+                    redfish_error(StatusCode::BAD_REQUEST, "Base.1.0.ActionNotSupported", &msg)
+                }
+            }
         }
     };
     (resp, xml_route)
@@ -911,7 +953,9 @@ fn system_json(shared: &Shared, node: &NodeHandle) -> serde_json::Value {
             "target": "/redfish/v1/Systems/0/Actions/ComputerSystem.Reset",
             "ResetType@Redfish.AllowableValues":
                 ["On", "ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart", "Nmi", "PowerCycle"],
-        }},
+            },
+            "Oem": {"#FTSComputerSystem.VirtualMedia": crate::redfish_oem::action_json(node, shared.model)},
+        },
     })
 }
 

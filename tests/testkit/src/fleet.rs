@@ -125,6 +125,9 @@ async fn start_sims(spec: &FleetSpec, bmc_pw_file: &Path) -> Result<Vec<SimProc>
             ));
         }
         cmd.args(&spec.sim_args);
+        if !spec.sim_profiles.is_empty() {
+            cmd.args(&spec.sim_profiles[k % spec.sim_profiles.len()]);
+        }
         let started = spawn_until(
             cmd,
             &name,

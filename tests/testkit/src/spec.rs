@@ -30,6 +30,9 @@ pub struct FleetSpec {
     pub nodes_per_sim: usize,
     /// Extra `irmc-sim` arguments (faults, boot delay ...), given to every simulator.
     pub sim_args: Vec<String>,
+    /// Per-simulator extra arguments, after `sim_args`: simulator k gets
+    /// `sim_profiles[k % len]` (a mixed fleet: generations, firmware, no IPMI, busy ...).
+    pub sim_profiles: Vec<Vec<String>>,
     /// Extra `coordinator` arguments.
     pub coordinator_args: Vec<String>,
     /// Extra share-agent arguments, given to every agent.
@@ -73,6 +76,7 @@ impl FleetSpec {
             callback_timeout: Duration::from_secs(1800),
             nodes_per_sim: default_nodes_per_sim(),
             sim_args: Vec::new(),
+            sim_profiles: Vec::new(),
             coordinator_args: Vec::new(),
             agent_args: Vec::new(),
             share_password: "share-Pa55<&\"word".into(),

@@ -289,15 +289,28 @@ impl Machine<'_> {
             (P::Verifying, JobKind::BmcInfo, true) => {
                 self.settle();
                 self.set_state(P::Manageable, None);
+                self.s.bmc_check = Some(crate::BmcCheck {
+                    ok: true,
+                    summary: r.output.bmc_check.unwrap_or_else(|| "verified".to_string()),
+                    at_ms: self.now,
+                });
             }
             (P::Verifying, _, false) => {
                 self.settle();
                 self.set_state(P::Enroll, None);
-                self.s.last_error = Some(format!(
+                let line = format!(
                     "Failed to verify node {} (BMC {}) during {op}: {error}",
                     self.uuid(),
                     self.bmc()
-                ));
+                );
+                if intent.kind == JobKind::BmcInfo {
+                    self.s.bmc_check = Some(crate::BmcCheck {
+                        ok: false,
+                        summary: line.clone(),
+                        at_ms: self.now,
+                    });
+                }
+                self.s.last_error = Some(line);
             }
             (P::Deploying, JobKind::PrepareRamdisk, true) => {
                 self.s.job = None;

@@ -43,7 +43,8 @@ use media::{check_boot_media, check_boot_mode, check_instance_info};
 /// Result of checking one interface, as Ironic's node-validate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterfaceCheck {
-    /// "power" | "management" | "boot" | "deploy"
+    /// "power" | "management" | "boot" | "deploy", and "bmc" once the BMC was verified
+    /// (its reason is then set also when it passed: the paths the BMC takes)
     pub interface: &'static str,
     pub result: bool,
     /// Empty when `result`; otherwise every problem, "; "-separated.
@@ -136,12 +137,22 @@ pub fn validate(node: &Node) -> Vec<InterfaceCheck> {
         result: problems.is_empty(),
         reason: problems.join("; "),
     };
-    vec![
+    let mut checks = vec![
         check("power", &bmc),
         check("management", &bmc),
         check("boot", &boot),
         check("deploy", &deploy),
-    ]
+    ];
+    // What the BMC itself said at the last `manage` (generation, firmware, licence):
+    // the line that explains why a node stays in enroll, or which paths it takes.
+    if let Some(c) = &node.status.bmc_check {
+        checks.push(InterfaceCheck {
+            interface: "bmc",
+            result: c.ok,
+            reason: c.summary.clone(),
+        });
+    }
+    checks
 }
 
 /// Canonical form of a spec before storing: MACs lowercased with ':' separators;

@@ -30,6 +30,19 @@ const MAX_BODY: usize = wire::MAX_DOCUMENT_BYTES;
 /// SCCI `/config` requests carry this content type even though the body is XML.
 const SCCI_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 
+/// SCCI status of a command refused because the iRMC is still busy with an earlier
+/// one: error 5, "Input/Output error" in the reference client's words, seen on power
+/// commands sent in a tight sequence.
+pub const SCCI_BUSY: i64 = 5;
+
+/// Whether an SCCI error text gives a licence as the reason.
+fn mentions_licence(message: &str, error: &str) -> bool {
+    [message, error].iter().any(|t| {
+        let t = t.to_ascii_lowercase();
+        t.contains("licen")
+    })
+}
+
 /// Settings dump path with the reference client's query.
 const SETTINGS_PATH: &str = "/iRMC_Settings.pre?P45=1&SAVE_DATA=1";
 
@@ -238,18 +251,72 @@ impl IrmcClient {
     /// POSTs one `<CMDSEQ>` of `cmds` to `/config`; `op` names the operation
     /// in errors. Success is HTTP 200/201 with `<Value>0</Value>`.
     /// An empty `cmds` sends nothing.
+    ///
+    /// A busy answer (SCCI status [`SCCI_BUSY`]) is waited out under the
+    /// [`crate::BusyPolicy`]: the BMC refused the commands, so they are sent again after
+    /// a growing pause until they succeed or the budget is spent ([`IrmcError::Busy`]).
     pub async fn execute(&self, op: &'static str, cmds: &[ScciCommand]) -> Result<(), IrmcError> {
         if cmds.is_empty() {
             return Ok(());
         }
-        let req = Req {
-            method: Method::POST,
-            path: "/config".into(),
-            content_type: Some(SCCI_CONTENT_TYPE),
-            body: Bytes::from(wire::build_cmdseq(cmds)),
-            if_match: None,
-            idempotent: cmds.iter().all(|c| c.opcode.is_idempotent()),
-        };
+        let body = Bytes::from(wire::build_cmdseq(cmds));
+        let policy = self.inner.cfg.busy;
+        let started = tokio::time::Instant::now();
+        let mut attempts: u32 = 0;
+        loop {
+            attempts += 1;
+            let req = Req {
+                method: Method::POST,
+                path: "/config".into(),
+                content_type: Some(SCCI_CONTENT_TYPE),
+                body: body.clone(),
+                if_match: None,
+                idempotent: cmds.iter().all(|c| c.opcode.is_idempotent()),
+            };
+            let err = match self.execute_once(op, cmds, req).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let IrmcError::Scci {
+                ctx,
+                value: SCCI_BUSY,
+                message,
+                error,
+                ..
+            } = err
+            else {
+                return Err(err);
+            };
+            let delay = policy.delay(attempts);
+            let waited = started.elapsed();
+            let text = if error.is_empty() { message } else { error };
+            if waited + delay > policy.budget {
+                return Err(IrmcError::Busy {
+                    ctx,
+                    value: SCCI_BUSY,
+                    message: text,
+                    attempts,
+                    waited,
+                });
+            }
+            tracing::debug!(
+                bmc = %self.inner.cfg.address,
+                operation = op,
+                attempts,
+                ?delay,
+                "BMC busy; sending again"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One POST of a command sequence and the check of its `<Status>`.
+    async fn execute_once(
+        &self,
+        op: &'static str,
+        cmds: &[ScciCommand],
+        req: Req,
+    ) -> Result<(), IrmcError> {
         let reply = self.send(op, req).await?;
         self.expect_success(op, &reply, &[200, 201])?;
         let status = wire::parse_status(&reply.text()).map_err(|e| self.wire_err(op, e))?;
@@ -261,12 +328,20 @@ impl IrmcClient {
                 _ => None,
             }));
             let scrub = |t: &str| crate::error::scrub_bmc_text(t, &secrets);
+            let connect = cmds.iter().any(|c| c.opcode.is_connect());
+            let (message, error) = (scrub(&status.message), scrub(&status.error));
+            if connect && status.value != SCCI_BUSY && mentions_licence(&message, &error) {
+                return Err(IrmcError::Licence {
+                    ctx: self.ctx(op),
+                    detail: if error.is_empty() { message } else { error },
+                });
+            }
             return Err(IrmcError::Scci {
                 ctx: self.ctx(op),
                 value: status.value,
                 severity: scrub(&status.severity),
-                message: scrub(&status.message),
-                error: scrub(&status.error),
+                message,
+                error,
             });
         }
         Ok(())
@@ -635,5 +710,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+mod checks;
 mod inventory;
 mod power;
+mod redfish_media;

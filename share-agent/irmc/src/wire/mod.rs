@@ -23,6 +23,7 @@
 mod inventory;
 mod media;
 mod redfish;
+mod redfish_media;
 mod report;
 mod scci;
 mod settings;
@@ -39,10 +40,14 @@ pub use redfish::{
     BootMode, BootPersistence, BootTarget, PowerState, REDFISH_RESET, REDFISH_SYSTEM, ResetType,
     SystemInfo, boot_override_body, parse_system, reset_body,
 };
+pub use redfish_media::{
+    FTS_VM_PATH, VirtualDrive, fts_section, fts_vm_action, fts_vm_body, insert_media_body, link,
+    managed_by, members, parse_fts_vm, parse_virtual_drive, redfish_error_message,
+};
 pub use report::{Report, build_report, has_virtual_fd, parse_report};
 pub use scci::{
     Opcode, ParsedCmd, PowerAction, ScciCommand, ScciData, ScciStatus, build_cmdseq, build_status,
-    parse_cmdseq, parse_status,
+    parse_cmdseq, parse_config_value, parse_status,
 };
 pub use settings::{MediaView, Settings};
 pub use xml::{Element, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_NODES, escape, parse_document};
@@ -54,8 +59,11 @@ pub enum WireError {
     /// Not well-formed, truncated, or missing a required element.
     #[error("{0}")]
     Malformed(String),
-    /// `/report.xml` without `System/ManagementControllers/iRMC`.
-    #[error("report.xml has no System/ManagementControllers/iRMC section")]
+    /// `/report.xml` names no iRMC: no `System/ManagementControllers/iRMC` section, and
+    /// neither `Root@OS`/`Root@Version` nor `Summary/Created/OS` names one.
+    #[error(
+        "report.xml has no System/ManagementControllers/iRMC section, and neither Root@OS/Root@Version nor Summary/Created/OS names an iRMC generation and firmware"
+    )]
     NoManagementController,
 }
 

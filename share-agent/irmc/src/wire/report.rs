@@ -27,20 +27,9 @@ pub fn parse_report(doc: &str) -> Result<Report, WireError> {
             root.name
         )));
     }
-    let mc = root
-        .path("System/ManagementControllers/iRMC")
-        .ok_or(WireError::NoManagementController)?;
-    let model = mc
-        .attr("Name")
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| malformed("<iRMC> has no Name attribute"))?
-        .to_owned();
-    let firmware = mc
-        .child("Firmware")
-        .map(|f| f.text_trimmed().to_owned())
-        .filter(|f| !f.is_empty())
-        .ok_or_else(|| malformed("<iRMC> has no <Firmware>"))?;
+    // The iRMC section, else the Root attributes, else Summary/Created/OS.
+    let (model, firmware, _) =
+        crate::capability::identify(&root).ok_or(WireError::NoManagementController)?;
     let memory_mb = match root
         .path("System/Memory/Installed")
         .map(Element::text_trimmed)
@@ -75,28 +64,10 @@ pub fn parse_report(doc: &str) -> Result<Report, WireError> {
 }
 
 /// The virtual floppy exists on iRMC S4 up to firmware 9.21 and S5 up to
-/// 1.25 (deprecated from S4 9.62F / S5 1.60P), never on S6. The numeric head
-/// of the firmware string is compared as a decimal number, as the reference
-/// client does (`9.21F` -> 9.21).
+/// 1.25 (deprecated from S4 9.62F / S5 1.60P), never on S6: the capability table's
+/// row ([`crate::capability::RULES`]).
 pub fn has_virtual_fd(model: &str, firmware: &str) -> bool {
-    let generation = model
-        .trim()
-        .strip_prefix("iRMC")
-        .map(str::trim)
-        .unwrap_or_default();
-    let head: String = firmware
-        .trim()
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    let Ok(version) = head.parse::<f64>() else {
-        return false;
-    };
-    match generation {
-        "S4" => version <= 9.21,
-        "S5" => version <= 1.25,
-        _ => false,
-    }
+    crate::capability::has(crate::capability::Feature::VirtualFloppy, model, firmware)
 }
 
 /// Builds a minimal `/report.xml` (for simulators and tests).

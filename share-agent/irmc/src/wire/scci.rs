@@ -133,6 +133,14 @@ impl Opcode {
         Self::ALL.iter().copied().find(|op| op.code() == code)
     }
 
+    /// A `ConnectRemote*Image` command (connect or disconnect of a virtual drive).
+    pub fn is_connect(self) -> bool {
+        matches!(
+            self,
+            Self::ConnectRemoteFdImage | Self::ConnectRemoteCdImage | Self::ConnectRemoteHdImage
+        )
+    }
+
     /// Whether sending this command twice has the same effect as once.
     /// Decides whether a timed-out or 5xx request may be resent (see the
     /// crate docs for the full retry rule).
@@ -376,6 +384,27 @@ pub fn parse_status(doc: &str) -> Result<ScciStatus, WireError> {
         message: text("Message"),
         error: text("Error"),
     })
+}
+
+/// The value a ConfigSpace read returned for item `oe`: the `DATA` of the reply's `CMD`
+/// child whose `OE` names the item (where Fujitsu's own tools read it), else a `DATA`
+/// directly under the root. `None` when the reply carries no value.
+pub fn parse_config_value(doc: &str, oe: u16) -> Result<Option<String>, WireError> {
+    let root = parse_document(doc)?;
+    let want = format!("{oe:04X}");
+    let by_cmd = root
+        .children_named("CMD")
+        .find(|c| {
+            c.attr("OE").is_some_and(|v| {
+                v.trim()
+                    .trim_start_matches("0x")
+                    .eq_ignore_ascii_case(&want)
+            })
+        })
+        .and_then(|c| c.child("DATA"));
+    Ok(by_cmd
+        .or_else(|| root.child("DATA"))
+        .map(|d| d.text_trimmed().to_owned()))
 }
 
 /// Builds a `<Status>` reply (for simulators and tests).

@@ -292,20 +292,66 @@ fn real_report_s4() {
 }
 
 #[test]
-fn report_without_management_controllers_is_a_clear_error() {
+fn report_without_management_controllers_falls_back_to_root_then_summary() {
     let start = REPORT_S4.find("<ManagementControllers").unwrap();
     let end =
         REPORT_S4.find("</ManagementControllers>").unwrap() + "</ManagementControllers>".len();
     let doc = format!("{}{}", &REPORT_S4[..start], &REPORT_S4[end..]);
+    // Root@OS="iRMC S4" Version="7.65F".
+    let r = wire::parse_report(&doc).unwrap();
     assert_eq!(
-        wire::parse_report(&doc),
+        (r.model.as_str(), r.firmware.as_str()),
+        ("iRMC S4", "7.65F")
+    );
+    assert!(r.has_virtual_fd);
+    let root = wire::parse_document(&doc).unwrap();
+    assert_eq!(
+        irmc::capability::identify(&root).unwrap().2,
+        irmc::capability::IdentifiedBy::RootAttributes
+    );
+    // Without the Root attributes: Summary/Created/OS "iRMC S4 7.65F SDR: 3.71 ...".
+    let bare = doc.replacen(" Version=\"7.65F\" OS=\"iRMC S4\"", "", 1);
+    assert_ne!(bare, doc);
+    let r = wire::parse_report(&bare).unwrap();
+    assert_eq!(
+        (r.model.as_str(), r.firmware.as_str()),
+        ("iRMC S4", "7.65F")
+    );
+    let root = wire::parse_document(&bare).unwrap();
+    assert_eq!(
+        irmc::capability::identify(&root).unwrap().2,
+        irmc::capability::IdentifiedBy::SummaryOs
+    );
+    // Nothing names the iRMC: a clear error.
+    let s = bare.find("<Summary>").unwrap();
+    let e = bare.find("</Summary>").unwrap() + "</Summary>".len();
+    let none = format!("{}{}", &bare[..s], &bare[e..]);
+    assert_eq!(
+        wire::parse_report(&none),
         Err(WireError::NoManagementController)
     );
-    assert!(
-        WireError::NoManagementController
-            .to_string()
-            .contains("ManagementControllers")
+    let text = WireError::NoManagementController.to_string();
+    assert!(text.contains("ManagementControllers"), "{text}");
+    assert!(text.contains("Root@OS"), "{text}");
+}
+
+#[test]
+fn config_value_from_cmd_child_or_status() {
+    let doc = "<?xml version=\"1.0\"?>\n<Status><Value>0</Value><Severity>Information</Severity><Message>No Error</Message><CMD Context=\"SCCI\" OC=\"ConfigSpace\" OE=\"1980\" OI=\"0\" Type=\"GET\"><DATA Type=\"xsd::string\">AAAA-BBBB</DATA><STATUS>0</STATUS></CMD></Status>";
+    assert_eq!(
+        wire::parse_config_value(doc, 0x1980).unwrap().as_deref(),
+        Some("AAAA-BBBB")
     );
+    let flat = "<Status><Value>0</Value><DATA Type=\"xsd::string\"></DATA></Status>";
+    assert_eq!(
+        wire::parse_config_value(flat, 0x1980).unwrap().as_deref(),
+        Some("")
+    );
+    assert_eq!(
+        wire::parse_config_value("<Status><Value>0</Value></Status>", 0x1980).unwrap(),
+        None
+    );
+    assert!(wire::parse_config_value("<Status><Value>0", 0x1980).is_err());
 }
 
 #[test]

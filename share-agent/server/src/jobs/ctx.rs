@@ -282,19 +282,57 @@ impl JobCtx {
         self.refresh_caps().await
     }
 
-    /// Reads report.xml now and refreshes the cache.
+    /// Reads report.xml now and refreshes the cache. A generation before S4 is refused
+    /// here too, so a deploy never starts on one whatever its verification said.
     pub async fn refresh_caps(&mut self) -> Result<BmcCaps, AgentError> {
-        let key = format!("{}:{}", self.target.address, self.target.port);
         let client = self.client()?;
-        let r = self.bmc("reading report.xml", client.report()).await?;
+        let c = self
+            .bmc("reading report.xml", client.capabilities())
+            .await?;
+        if let Err(reason) = c.check_supported() {
+            return Err(self.irmc_err(
+                "reading report.xml",
+                irmc::IrmcError::Unsupported {
+                    ctx: irmc::Ctx {
+                        bmc: self.target.address.clone(),
+                        node: Some(self.node.clone()),
+                        operation: "reading report.xml",
+                    },
+                    reason,
+                },
+            ));
+        }
+        Ok(self.store_caps(&c))
+    }
+
+    /// Full validation (generation, firmware, licence key), then the cache refresh:
+    /// the verifying step of `manage`. Sets the job output's one-line `bmc_check`,
+    /// also when the validation fails.
+    pub async fn validate_bmc(&mut self) -> Result<BmcCaps, AgentError> {
+        let client = self.client()?;
+        match self.bmc("validating the iRMC", client.validate()).await {
+            Ok(c) => {
+                self.out.bmc_check = c.summary();
+                Ok(self.store_caps(&c))
+            }
+            Err(e) => {
+                self.out.bmc_check = e.to_string();
+                Err(e)
+            }
+        }
+    }
+
+    fn store_caps(&mut self, c: &irmc::Capabilities) -> BmcCaps {
+        let key = format!("{}:{}", self.target.address, self.target.port);
         let caps = BmcCaps {
-            model: r.model,
-            firmware: r.firmware,
-            has_virtual_fd: r.has_virtual_fd,
+            model: c.model.clone(),
+            firmware: c.firmware.clone(),
+            has_virtual_fd: c.virtual_fd,
+            redfish: c.redfish,
         };
         self.agent.set_caps(&key, caps.clone());
         self.fill_caps(&caps);
-        Ok(caps)
+        caps
     }
 
     fn fill_caps(&mut self, c: &BmcCaps) {

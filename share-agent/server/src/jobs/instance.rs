@@ -182,7 +182,7 @@ pub async fn prepare_instance(ctx: &mut JobCtx, p: &pb::PrepareInstance) -> Resu
         agent.with_node(&ctx.node, |rec| rec.media_attached = true);
         ctx.bmc(
             MediaKind::Cd.insert_operation(),
-            client.attach(MediaKind::Cd, &location(&agent, &name)),
+            client.attach_on(caps.redfish, MediaKind::Cd, &location(&agent, &name)),
         )
         .await?;
         ctx.bmc(

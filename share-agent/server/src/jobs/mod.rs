@@ -279,7 +279,7 @@ async fn power(ctx: &mut JobCtx, p: &pb::PowerAction) -> Result<(), AgentError> 
 }
 
 async fn bmc_info(ctx: &mut JobCtx) -> Result<(), AgentError> {
-    ctx.refresh_caps().await?;
+    ctx.validate_bmc().await?;
     let client = ctx.client()?;
     let s = ctx.bmc("get_power_state", client.power_state()).await?;
     ctx.out.power_state = power_text(s).to_string();

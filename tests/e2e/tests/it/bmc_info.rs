@@ -1,6 +1,7 @@
 //! `vmedia bmc info`, the real binary, against `irmc-sim --report` with the real iRMC S4
-//! report: it prints the model and firmware; against a report without a
-//! ManagementControllers section it exits non-zero with a one-line reason.
+//! report: it prints the model and firmware, also from a report without the
+//! ManagementControllers section (read from `Root@OS`); against a report that names no
+//! iRMC anywhere it exits non-zero with a one-line reason.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -99,7 +100,7 @@ async fn bmc_info_reads_the_real_s4_report() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn bmc_info_without_management_controllers_fails_in_one_line() -> anyhow::Result<()> {
+async fn bmc_info_without_management_controllers() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let full = std::fs::read_to_string(fixture())?;
     let start = full
@@ -109,19 +110,52 @@ async fn bmc_info_without_management_controllers_fails_in_one_line() -> anyhow::
         .find("</ManagementControllers>")
         .ok_or_else(|| anyhow::anyhow!("fixture changed"))?
         + "</ManagementControllers>".len();
+    let stripped_doc = format!("{}{}", &full[..start], &full[end..]);
+
+    // The Root element still says OS="iRMC S4" Version="7.65F": read from there.
     let stripped = dir.path().join("report.xml");
-    std::fs::write(&stripped, format!("{}{}", &full[..start], &full[end..]))?;
+    std::fs::write(&stripped, &stripped_doc)?;
     let (mut child, address, ca) = sim(&stripped, dir.path()).await?;
+    let out = bmc_info(&address, &ca).await?;
+    let _ = child.kill().await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success(),
+        "Root@OS fallback failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    anyhow::ensure!(
+        stdout.contains("iRMC S4") && stdout.contains("7.65F"),
+        "{stdout}"
+    );
+
+    // Nothing names the iRMC (no section, no Root attributes, no Summary): one line.
+    let s = stripped_doc
+        .find("<Summary>")
+        .ok_or_else(|| anyhow::anyhow!("fixture changed"))?;
+    let e = stripped_doc
+        .find("</Summary>")
+        .ok_or_else(|| anyhow::anyhow!("fixture changed"))?
+        + "</Summary>".len();
+    let bare = format!("{}{}", &stripped_doc[..s], &stripped_doc[e..]).replacen(
+        " Version=\"7.65F\" OS=\"iRMC S4\"",
+        "",
+        1,
+    );
+    let nameless = dir.path().join("nameless.xml");
+    std::fs::write(&nameless, bare)?;
+    let (mut child, address, ca) = sim(&nameless, dir.path()).await?;
     let out = bmc_info(&address, &ca).await?;
     let _ = child.kill().await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     anyhow::ensure!(
         !out.status.success(),
-        "succeeded without a ManagementControllers section"
+        "succeeded with a report that names no iRMC"
     );
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     anyhow::ensure!(lines.len() == 1, "expected one line, got: {stderr}");
     anyhow::ensure!(lines[0].contains("ManagementControllers"), "{stderr}");
+    anyhow::ensure!(lines[0].contains("Root@OS"), "{stderr}");
     anyhow::ensure!(
         lines[0].contains(&address),
         "the reason does not name the BMC: {stderr}"

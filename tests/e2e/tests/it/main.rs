@@ -5,6 +5,7 @@ mod adversary;
 mod agent_loss;
 mod agent_token;
 mod bmc_info;
+mod bmc_validation;
 mod boot_failures;
 mod cli_profile;
 mod coordinator_restart;

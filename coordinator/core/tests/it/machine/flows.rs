@@ -665,3 +665,74 @@ fn the_first_heartbeat_pins_the_callback_url() {
         Some("http://10.0.0.7:9999")
     );
 }
+
+#[test]
+fn the_bmc_validation_is_stored_on_the_node_and_shown_by_validate() {
+    let cfg = MachineConfig::default();
+    let mut node = coordinator_core::Node {
+        spec: spec(),
+        status: NodeStatus::new(0),
+        version: 1,
+    };
+    // Not verified yet: no "bmc" row.
+    assert!(
+        coordinator_core::validate(&node)
+            .iter()
+            .all(|c| c.interface != "bmc")
+    );
+    let passed = Event::JobFinished {
+        job_id: JOB,
+        result: JobResult {
+            ok: true,
+            output: JobOutputs {
+                bmc_check: Some("iRMC S5 1.60P: parameter image by scci-hd".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    };
+    let t = step(
+        &st(P::Verifying, S::Verify, Some(K::BmcInfo)),
+        &spec(),
+        passed,
+        NOW,
+        &cfg,
+    )
+    .unwrap();
+    assert_eq!(t.status.provision_state, P::Manageable);
+    let c = t.status.bmc_check.clone().unwrap();
+    assert!(c.ok);
+    assert_eq!(c.at_ms, NOW);
+    node.status = t.status;
+    let row = coordinator_core::validate(&node)
+        .into_iter()
+        .find(|c| c.interface == "bmc")
+        .unwrap();
+    assert!(row.result);
+    assert!(row.reason.contains("scci-hd"), "{}", row.reason);
+
+    // A refusal (an S3, no licence) keeps the node in enroll with one line.
+    let t = step(
+        &st(P::Verifying, S::Verify, Some(K::BmcInfo)),
+        &spec(),
+        fail(false),
+        NOW,
+        &cfg,
+    )
+    .unwrap();
+    assert_eq!(t.status.provision_state, P::Enroll);
+    node.status = t.status;
+    let row = coordinator_core::validate(&node)
+        .into_iter()
+        .find(|c| c.interface == "bmc")
+        .unwrap();
+    assert!(!row.result);
+    assert_eq!(
+        row.reason,
+        format!("Failed to verify node {NODE} (BMC 10.0.0.9) during read BMC info: iRMC said no")
+    );
+    // Stored as JSON like the rest of the status.
+    let json = serde_json::to_string(&node.status).unwrap();
+    let back: NodeStatus = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.bmc_check, node.status.bmc_check);
+}

@@ -364,5 +364,9 @@ async fn settings_read_back() {
     assert!(!s.fd().is_configured());
 }
 
+mod busy;
+mod fts_media;
+mod sushy;
 /// Digest auth, retries and back-off, Redfish, power-state polling.
 mod transport;
+mod validate;
