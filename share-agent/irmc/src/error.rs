@@ -214,12 +214,14 @@ pub enum IrmcError {
 }
 
 impl IrmcError {
-    /// True for faults worth retrying later: connect errors, timeouts,
-    /// transport errors and HTTP 5xx. Never for 401/4xx, redirects, SCCI error
-    /// values, malformed replies or configuration errors.
+    /// True for faults worth retrying later: connect errors, transport errors, a
+    /// busy iRMC and HTTP 5xx. Never for a timeout (the BMC accepted the request and
+    /// did not answer within `irmc_client_timeout`: a hung BMC, whose node fails its
+    /// verb at that one deadline instead of after minutes of retries), 401/4xx,
+    /// redirects, SCCI error values, malformed replies or configuration errors.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Connect { .. } | Self::Timeout { .. } | Self::Transport { .. } => true,
+            Self::Connect { .. } | Self::Transport { .. } => true,
             Self::Ipmi { transient, .. } => *transient,
             Self::Busy { .. } => true,
             Self::Http { status, .. } => (500..600).contains(status),

@@ -477,9 +477,11 @@ impl IrmcClient {
                     let retry = attempt < attempts
                         && match &e {
                             IrmcError::Connect { .. } => true,
-                            IrmcError::Timeout { .. } | IrmcError::Transport { .. } => {
-                                req.idempotent
-                            }
+                            // A BMC that took the connection and did not answer within
+                            // irmc_client_timeout is hung, not flaky: asking again only
+                            // multiplies the wait (a hung iRMC once held its node for
+                            // minutes). The operation fails at its one deadline.
+                            IrmcError::Transport { .. } => req.idempotent,
                             _ => false,
                         };
                     if !retry {

@@ -598,3 +598,100 @@ async fn a_bad_row_does_not_lose_other_nodes_results() -> anyhow::Result<()> {
     wait_states(&mut nodes, others, "active").await?;
     Ok(())
 }
+
+/// One iRMC of six accepts connections and never answers. Its node fails `manage` with
+/// a `last_error` naming the BMC and the timeout, within one `irmc_client_timeout` (no
+/// request to a hung BMC is sent twice, and the failure is not retried); the five
+/// others are verified, provided and deployed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_bmc_fails_its_node_at_one_deadline_while_the_others_deploy() -> anyhow::Result<()> {
+    use vmedia_proto::v1 as pb;
+    const HUNG: usize = 2;
+    const TIMEOUT_S: u64 = 4;
+    let (mut spec, _dir) = e2e::spec(6, 1)?;
+    spec.sim_args
+        .extend(["--fault".into(), format!("node={HUNG},hang")]);
+    let f = e2e::start(spec).await?;
+    let result = async {
+        let mut nodes = f.nodes_client().await?;
+        let mut uuids = Vec::new();
+        for i in 0..f.spec.nodes {
+            let mut req = f.node_request(i);
+            req.driver_info
+                .insert("irmc_client_timeout".into(), TIMEOUT_S.to_string());
+            uuids.push(nodes.create_node(req).await?.into_inner().uuid);
+        }
+        let hung_uuid = uuids[HUNG].clone();
+        let hung_bmc = f.bmc_addresses[HUNG].to_string();
+        let t0 = std::time::Instant::now();
+        f.bulk(&uuids, "manage").await?;
+        let mut failed_after = None;
+        let deadline = t0 + e2e::SETTLE;
+        loop {
+            let n = nodes
+                .get_node(pb::GetNodeRequest {
+                    node: hung_uuid.clone(),
+                })
+                .await?
+                .into_inner();
+            if !n.last_error.is_empty() {
+                failed_after = Some((t0.elapsed(), n.provision_state, n.last_error));
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (after, state, error) =
+            failed_after.ok_or_else(|| anyhow::anyhow!("the hung BMC's node never failed"))?;
+        eprintln!("hung BMC: node failed after {after:?} in {state}: {error}");
+        anyhow::ensure!(
+            error.contains(&hung_bmc) && error.contains("irmc_client_timeout"),
+            "the error names neither the BMC nor the timeout: {error}"
+        );
+        anyhow::ensure!(state != "manageable", "the hung node was verified");
+        // One deadline plus the machinery around it, on a loaded 2-core machine: far
+        // below the minutes that retrying a hung BMC costs.
+        anyhow::ensure!(
+            after < Duration::from_secs(TIMEOUT_S * 5),
+            "the hung BMC's node took {after:?} to fail (irmc_client_timeout {TIMEOUT_S}s)"
+        );
+        // The others carry on.
+        let others: Vec<String> = uuids.iter().filter(|u| **u != hung_uuid).cloned().collect();
+        for (verb, want) in [
+            ("manage", "manageable"),
+            ("provide", "available"),
+            ("deploy", "active"),
+        ] {
+            if verb != "manage" {
+                f.bulk(&others, verb).await?;
+            }
+            let limit = std::time::Instant::now() + e2e::SETTLE;
+            loop {
+                let mut pending = Vec::new();
+                for u in &others {
+                    let n = nodes
+                        .get_node(pb::GetNodeRequest { node: u.clone() })
+                        .await?
+                        .into_inner();
+                    if n.provision_state != want {
+                        pending.push(format!("{} {} {}", n.uuid, n.provision_state, n.last_error));
+                    }
+                }
+                if pending.is_empty() {
+                    break;
+                }
+                anyhow::ensure!(
+                    std::time::Instant::now() < limit,
+                    "{verb}: not {want}: {pending:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    f.shutdown().await;
+    result
+}

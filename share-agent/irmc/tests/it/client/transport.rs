@@ -244,7 +244,7 @@ async fn connect_errors_are_retried_even_for_power_cycle() {
 }
 
 #[tokio::test]
-async fn timeout_is_typed_and_non_idempotent_is_not_resent() {
+async fn a_timeout_is_typed_final_and_never_resent() {
     let bmc = start(|_, _| Reply {
         delay: Some(Duration::from_secs(5)),
         ..Reply::ok(SCCI_OK)
@@ -256,15 +256,18 @@ async fn timeout_is_typed_and_non_idempotent_is_not_resent() {
     let start_t = Instant::now();
     let err = c.power(PowerAction::Reset).await.unwrap_err();
     assert!(matches!(err, IrmcError::Timeout { .. }), "{err:?}");
-    assert!(err.is_transient());
+    // A hung BMC is not worth retrying: the node fails its verb at this deadline.
+    assert!(!err.is_transient());
     assert!(start_t.elapsed() < Duration::from_secs(2));
     assert_eq!(bmc.seen().len(), 1);
     assert!(err.to_string().contains("irmc_client_timeout"));
 
-    // An idempotent GET is retried after a timeout.
+    // Not even an idempotent GET is sent again: one deadline per operation.
+    let start_t = Instant::now();
     let err = c.report().await.unwrap_err();
     assert!(matches!(err, IrmcError::Timeout { .. }));
-    assert_eq!(bmc.seen().len(), 4);
+    assert_eq!(bmc.seen().len(), 2);
+    assert!(start_t.elapsed() < Duration::from_secs(2));
 }
 
 #[test]
