@@ -37,7 +37,8 @@ pub const OPERATIONS: [&str; 7] = [
 /// The label of a BMC operation named `op` at its call site (Ironic's operation names).
 pub fn operation_label(op: &str) -> &'static str {
     match op {
-        "reading report.xml" => "read_report",
+        // Validation reads report.xml (and the licence item) before anything else.
+        "reading report.xml" | "validating the iRMC" => "read_report",
         "set_boot_device" => "set_boot_device",
         "get_power_state" => "get_power_state",
         "set_power_state" => "set_power_state",

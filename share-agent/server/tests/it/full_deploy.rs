@@ -259,6 +259,13 @@ async fn netboot_partition_image_gets_its_boot_iso() {
             disk_format: "raw".into(),
             boot_mode: "bios".into(),
             image_type: "partition".into(),
+            partition: Some(pb::PartitionImage {
+                kernel: "vmlinuz".into(),
+                ramdisk: "initrd".into(),
+                root_gb: 1,
+                boot_option: "netboot".into(),
+                ..Default::default()
+            }),
             timeout_s: 120,
             ..Default::default()
         }),
