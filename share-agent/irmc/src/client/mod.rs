@@ -73,6 +73,9 @@ struct Inner {
     ipmi: IpmiClient,
     /// `Redfish` or `Ipmi` once `cfg.transport` is resolved (auto: by the first call).
     transport: tokio::sync::OnceCell<Transport>,
+    /// The Redfish system's path: an iRMC's `Systems/0` until the service says
+    /// otherwise (a 404 there makes the client follow the service root's links once).
+    system: Mutex<Option<String>>,
 }
 
 struct DigestState {
@@ -146,6 +149,7 @@ impl IrmcClient {
                 sent: AtomicU64::new(0),
                 ipmi,
                 transport,
+                system: Mutex::new(None),
             }),
         }
     }
@@ -420,11 +424,34 @@ impl IrmcClient {
             .map(|(s, _)| s)
     }
 
+    /// The Redfish system's path (see `Inner::system`).
+    pub(crate) fn system_path(&self) -> String {
+        self.inner
+            .system
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| wire::REDFISH_SYSTEM.to_string())
+    }
+
+    /// Follows the service root to the first system and remembers it. True when that
+    /// is another path than the one tried, so the caller may try again there.
+    pub(crate) async fn rediscover_system(&self, op: &'static str) -> Result<bool, IrmcError> {
+        let tried = self.system_path();
+        let found = self.first_system(op).await?;
+        let changed = found != tried;
+        *self.inner.system.lock().unwrap_or_else(|e| e.into_inner()) = Some(found);
+        Ok(changed)
+    }
+
     async fn system_info_for(
         &self,
         op: &'static str,
     ) -> Result<(SystemInfo, Option<HeaderValue>), IrmcError> {
-        let reply = self.send(op, Req::get(wire::REDFISH_SYSTEM)).await?;
+        let mut reply = self.send(op, Req::get(self.system_path())).await?;
+        if reply.status == 404 && self.rediscover_system(op).await? {
+            reply = self.send(op, Req::get(self.system_path())).await?;
+        }
         self.expect_success(op, &reply, &[200])?;
         let info = wire::parse_system(&reply.text()).map_err(|e| self.wire_err(op, e))?;
         Ok((info, reply.headers.get(ETAG).cloned()))

@@ -134,13 +134,16 @@ impl IrmcClient {
         let body = Bytes::from(wire::boot_override_body(target, persistence, mode));
         let mk = |if_match: Option<HeaderValue>| Req {
             method: Method::PATCH,
-            path: wire::REDFISH_SYSTEM.into(),
+            path: self.system_path().into(),
             content_type: Some("application/json"),
             body: body.clone(),
             if_match,
             idempotent: true,
         };
-        let reply = self.send(OP, mk(None)).await?;
+        let mut reply = self.send(OP, mk(None)).await?;
+        if reply.status == 404 && self.rediscover_system(OP).await? {
+            reply = self.send(OP, mk(None)).await?;
+        }
         let reply = if matches!(reply.status, 412 | 428) {
             let (_, etag) = self.system_info_for(OP).await?;
             let etag = etag.unwrap_or_else(|| HeaderValue::from_static("*"));
@@ -155,15 +158,19 @@ impl IrmcClient {
     /// resent once it may have reached the BMC.
     pub async fn redfish_reset(&self, kind: ResetType) -> Result<(), IrmcError> {
         const OP: &str = "set_power_state";
-        let req = Req {
+        let req = |system: String| Req {
             method: Method::POST,
-            path: wire::REDFISH_RESET.into(),
+            path: format!("{system}/Actions/ComputerSystem.Reset").into(),
             content_type: Some("application/json"),
             body: Bytes::from(wire::reset_body(kind)),
             if_match: None,
             idempotent: false,
         };
-        let reply = self.send(OP, req).await?;
+        let mut reply = self.send(OP, req(self.system_path())).await?;
+        // A 404 did nothing: the action is safe to send once more, at the right place.
+        if reply.status == 404 && self.rediscover_system(OP).await? {
+            reply = self.send(OP, req(self.system_path())).await?;
+        }
         self.expect_success(OP, &reply, &[200, 202, 204])
     }
 

@@ -41,18 +41,24 @@ impl IrmcClient {
             .await
     }
 
-    async fn virtual_drives_for(&self, op: &'static str) -> Result<Vec<VirtualDrive>, IrmcError> {
+    /// The first system the service root links to (`Systems` -> its first member).
+    pub(crate) async fn first_system(&self, op: &'static str) -> Result<String, IrmcError> {
         let wire = |e| self.wire_err(op, e);
         let root = self.redfish_get(op, "/redfish/v1/".into()).await?;
         let systems = wire::link(&root, "Systems")
             .map_err(wire)?
             .ok_or_else(|| self.no_link(op, "Systems link in its service root"))?;
         let systems = self.redfish_get(op, systems).await?;
-        let system = wire::members(&systems)
+        wire::members(&systems)
             .map_err(wire)?
             .into_iter()
             .next()
-            .ok_or_else(|| self.no_link(op, "system"))?;
+            .ok_or_else(|| self.no_link(op, "system"))
+    }
+
+    async fn virtual_drives_for(&self, op: &'static str) -> Result<Vec<VirtualDrive>, IrmcError> {
+        let wire = |e| self.wire_err(op, e);
+        let system = self.first_system(op).await?;
         let sys = self.redfish_get(op, system).await?;
         let mut collections: Vec<String> = wire::link(&sys, "VirtualMedia")
             .map_err(wire)?
