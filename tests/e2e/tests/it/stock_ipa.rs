@@ -34,7 +34,7 @@ use testkit::observe::http_get_json;
 use testkit::{Fleet, spawn_logged};
 use vmedia_proto::v1 as pb;
 
-/// The IPA release the proof runs (pinned in `peers/ipa/ipa-setup.sh`).
+/// The IPA release the proof runs (pinned in `tests/peers/ipa-setup.sh`).
 const IPA_VERSION: &str = "13.0.0";
 
 fn peers_dir() -> PathBuf {
@@ -141,7 +141,8 @@ impl Drop for LoopDev {
 
 /// Installs (or finds) the cached IPA venv.
 fn ipa_venv() -> Result<PathBuf> {
-    let script = peers_dir().join("ipa-setup.sh");
+    // One venv for every test that needs IPA (the simulator's validation check too).
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../peers/ipa-setup.sh");
     let o = StdCommand::new("bash")
         .arg(&script)
         .output()

@@ -1,6 +1,6 @@
 //! The simulated ramdisk accepts exactly the `image_info` that ironic-python-agent 13.0's
 //! own validation (`standby._validate_image_info`, imported from the real package in a
-//! cached venv, `tests/peers/ipa-setup.sh`) accepts, and refuses the rest with IPA's error
+//! cached venv, `tests/peers/ipa-setup.sh` at the repository's `tests/`) accepts, and refuses the rest with IPA's error
 //! type, code and text. The cases cover every branch of IPA's check, with md5 allowed and
 //! refused, plus the shapes Ironic 35.1 sends for whole-disk and partition images.
 //!
@@ -22,7 +22,7 @@ fn peers() -> PathBuf {
 
 fn ipa_venv() -> Result<Option<PathBuf>, String> {
     let out = Command::new("bash")
-        .arg(peers().join("ipa-setup.sh"))
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../peers/ipa-setup.sh"))
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run ipa-setup.sh: {e}"))?;

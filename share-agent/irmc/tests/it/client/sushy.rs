@@ -61,6 +61,25 @@ async fn wait_http(port: u16, path: &str) {
     }
 }
 
+/// `sushy-emulator --fake` on a free loopback port, and a client configuration for it.
+async fn start_sushy(venv: &Path, dir: &Path) -> (tokio::process::Child, BmcConfig) {
+    let port = free_tcp_port();
+    let sushy = tokio::process::Command::new(venv.join("bin/sushy-emulator"))
+        .args(["--fake", "-i", "127.0.0.1", "-p", &port.to_string()])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_http(port, "/redfish/v1/").await;
+    let mut cfg = BmcConfig::new("127.0.0.1", "admin", Secret::new("sushy-pw"));
+    cfg.port = port;
+    cfg.scheme = Scheme::Http;
+    cfg.timeout = Duration::from_secs(30);
+    (sushy, cfg)
+}
+
 #[tokio::test]
 async fn insert_and_eject_against_sushy_tools() {
     let Some(venv) = sushy_venv().await else {
@@ -88,21 +107,7 @@ async fn insert_and_eject_against_sushy_tools() {
         .unwrap();
     wait_http(http_port, "/").await;
 
-    let port = free_tcp_port();
-    let mut sushy = tokio::process::Command::new(venv.join("bin/sushy-emulator"))
-        .args(["--fake", "-i", "127.0.0.1", "-p", &port.to_string()])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    wait_http(port, "/redfish/v1/").await;
-
-    let mut cfg = BmcConfig::new("127.0.0.1", "admin", Secret::new("sushy-pw"));
-    cfg.port = port;
-    cfg.scheme = Scheme::Http;
-    cfg.timeout = Duration::from_secs(30);
+    let (mut sushy, cfg) = start_sushy(&venv, dir.path()).await;
     let c = IrmcClient::new(cfg.with_node("node-sushy")).unwrap();
 
     let drives = c.redfish_virtual_drives().await.unwrap();
@@ -158,21 +163,7 @@ async fn boot_override_and_power_against_sushy_tools() {
         );
     };
     let dir = tempfile::tempdir().unwrap();
-    let port = free_tcp_port();
-    let mut sushy = tokio::process::Command::new(venv.join("bin/sushy-emulator"))
-        .args(["--fake", "-i", "127.0.0.1", "-p", &port.to_string()])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    wait_http(port, "/redfish/v1/").await;
-
-    let mut cfg = BmcConfig::new("127.0.0.1", "admin", Secret::new("sushy-pw"));
-    cfg.port = port;
-    cfg.scheme = Scheme::Http;
-    cfg.timeout = Duration::from_secs(30);
+    let (mut sushy, mut cfg) = start_sushy(&venv, dir.path()).await;
     cfg.transport = Transport::Redfish;
     let c = IrmcClient::new(cfg.with_node("node-sushy")).unwrap();
 
