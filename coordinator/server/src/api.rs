@@ -200,6 +200,23 @@ impl Api {
             .await
     }
 
+    /// The nodes a bulk call names: its uuids/names, or else its selector's nodes.
+    async fn bulk_targets(
+        &self,
+        nodes: &[String],
+        selector: Option<&pb::NodeSelector>,
+    ) -> Result<Vec<NodeId>, ServerError> {
+        if !nodes.is_empty() {
+            return nodes.iter().map(|n| node_id("nodes", n)).collect();
+        }
+        match selector {
+            Some(sel) => self.select(sel).await,
+            None => Err(ServerError::invalid(
+                "nodes: give node uuids/names or a selector",
+            )),
+        }
+    }
+
     /// Resolves a selector to node uuids, page by page.
     async fn select(&self, sel: &pb::NodeSelector) -> Result<Vec<NodeId>, ServerError> {
         let narrowed =
@@ -324,21 +341,7 @@ impl Nodes for Api {
     ) -> R<pb::BulkSetProvisionStateResponse> {
         let req = req.into_inner();
         let verb = verb(&req.target)?;
-        let nodes = if req.nodes.is_empty() {
-            match &req.selector {
-                Some(sel) => self.select(sel).await?,
-                None => {
-                    return Err(
-                        ServerError::invalid("nodes: give node uuids/names or a selector").into(),
-                    );
-                }
-            }
-        } else {
-            req.nodes
-                .iter()
-                .map(|n| node_id("nodes", n))
-                .collect::<Result<Vec<_>, _>>()?
-        };
+        let nodes = self.bulk_targets(&req.nodes, req.selector.as_ref()).await?;
         let r = self
             .engine
             .call("bulk set provision state", |reply| Cmd::Bulk {
@@ -371,21 +374,7 @@ impl Nodes for Api {
     ) -> R<pb::BulkSetProvisionStateResponse> {
         let req = req.into_inner();
         let action = PowerAction::parse_verb(&req.target).map_err(ServerError::from)?;
-        let nodes = if req.nodes.is_empty() {
-            match &req.selector {
-                Some(sel) => self.select(sel).await?,
-                None => {
-                    return Err(
-                        ServerError::invalid("nodes: give node uuids/names or a selector").into(),
-                    );
-                }
-            }
-        } else {
-            req.nodes
-                .iter()
-                .map(|n| node_id("nodes", n))
-                .collect::<Result<Vec<_>, _>>()?
-        };
+        let nodes = self.bulk_targets(&req.nodes, req.selector.as_ref()).await?;
         let r = self
             .engine
             .call("bulk set power state", |reply| Cmd::BulkPower {
